@@ -1,0 +1,1 @@
+"""Built-in rewrite passes; each module registers itself with the pass registry."""

@@ -1,0 +1,1 @@
+"""Profiling data: readers, one Profile model, comparison, hotspots and reports."""
