@@ -1,0 +1,58 @@
+"""Option groups shared by several verbs (Polygraphy style): shapes, pipeline, target."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from optimizer.targets import DEFAULT_TARGET
+
+
+def _parse_shapes(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, list[int]]:
+    from optimizer.errors import UserError
+    from optimizer.shapes import parse_input_shapes
+
+    try:
+        return parse_input_shapes(value)
+    except UserError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--input-shape: ")) from None
+
+
+def _parse_passes(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if names == ["none"]:
+        return []
+    if not names or "none" in names:
+        raise click.BadParameter("give pass names separated by commas, or 'none'")
+    return names
+
+
+def input_shape_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--input-shape`` in ATC's syntax."""
+    return click.option(
+        "--input-shape",
+        "input_shapes",
+        callback=_parse_shapes,
+        metavar="S",
+        help="Input shapes in ATC's syntax: 'image:1,3,224,224;mask:1,1,224,224'.",
+    )(func)
+
+
+def pipeline_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--target``, ``--passes`` and ``--opset``."""
+    func = click.option(
+        "--opset", type=click.IntRange(1, None), metavar="N",
+        help="Convert to this ONNX opset: an upgrade runs before the passes, a downgrade after them.",
+    )(func)
+    func = click.option(
+        "--passes", callback=_parse_passes, metavar="a,b",
+        help="Run these passes instead of the target's pipeline ('none' runs no pass).",
+    )(func)
+    return click.option(
+        "--target", default=DEFAULT_TARGET, show_default=True, metavar="T",
+        help="Target whose default pipeline and facts apply (see 'onnx-opt passes').",
+    )(func)

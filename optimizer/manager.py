@@ -1,0 +1,185 @@
+"""The pass manager: runs a pipeline of registered passes, records what each did, cleans up."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import onnx
+import onnx_ir as ir
+from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
+
+from optimizer.errors import UserError
+from optimizer.modelio import EXTERNAL_DATA_THRESHOLD, weight_bytes
+from optimizer.passapi import Pass, PassContext, PassResult, SkipPass, iter_nodes
+from optimizer.registry import get_pass
+
+CHANGED, UNCHANGED, SKIPPED, FAILED, DROPPED = "changed", "unchanged", "skipped", "failed", "dropped"
+
+
+@dataclass
+class PassRecord:
+    """What one pass did over the whole run (summed over fixed-point rounds)."""
+
+    name: str
+    status: str = UNCHANGED
+    matches: int = 0
+    changes: int = 0
+    seconds: float = 0.0
+    nodes_before: int = 0
+    nodes_after: int = 0
+    changed_nodes: list[str] = field(default_factory=list)
+    skips: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    findings: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the report."""
+        return dict(self.__dict__, seconds=round(self.seconds, 6))
+
+
+@dataclass
+class RunResult:
+    """The model after the pipeline, a record per pass, and the number of rounds run."""
+
+    model: ir.Model
+    records: list[PassRecord]
+    rounds: int
+
+
+def order_pipeline(names: list[str]) -> list[str]:
+    """Keep the given order except where a pass's declared ``after`` asks for another pass first.
+
+    A cycle among the ``after`` constraints is a :class:`UserError` naming the passes.
+    """
+    graph = nx.DiGraph()
+    graph.add_nodes_from(names)
+    for name in names:
+        for before in get_pass(name).after:
+            if before in graph and before != name:
+                graph.add_edge(before, name)
+    position = {name: index for index, name in enumerate(names)}
+    try:
+        return list(nx.lexicographical_topological_sort(graph, key=position.__getitem__))
+    except nx.NetworkXUnfeasible:
+        cycle = " -> ".join(edge[0] for edge in nx.find_cycle(graph))
+        raise UserError(f"passes must each run after the other: {cycle}") from None
+
+
+def count_nodes(model: ir.Model) -> int:
+    """Number of nodes in the model, subgraphs and functions included."""
+    return sum(1 for _ in iter_nodes(model))
+
+
+class PassManager:
+    """Run passes in order over a model, optionally repeating until nothing changes.
+
+    Each pass runs on a clone of the last good model: a pass that raises, or leaves a model
+    the onnx checker rejects, is recorded as failed and the pipeline goes on without it.
+    """
+
+    def __init__(
+        self,
+        names: list[str],
+        ctx: PassContext,
+        *,
+        fixed_point: bool = False,
+        max_rounds: int = 10,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.names = order_pipeline(names)
+        self.passes: dict[str, Pass] = {name: get_pass(name)() for name in self.names}
+        self.ctx = ctx
+        self.max_rounds = max_rounds if fixed_point else 1
+        self.progress = progress or (lambda message: None)
+
+    def run(self, model: ir.Model) -> RunResult:
+        """Run the pipeline, then remove dead nodes and sort the graph if anything changed."""
+        records = {name: PassRecord(name) for name in self.names}
+        rounds = 0
+        while rounds < self.max_rounds:
+            rounds += 1
+            changed = False
+            for name in self.names:
+                record = records[name]
+                if record.status in (FAILED, SKIPPED):
+                    continue
+                self.progress(f"{name}" + (f" (round {rounds})" if rounds > 1 else ""))
+                model, modified = self._run_one(self.passes[name], model, record, first=rounds == 1)
+                changed = changed or modified
+            if not changed:
+                break
+        result = list(records.values())
+        if any(record.changes for record in result):
+            result.append(cleanup(model))
+        return RunResult(model, result, rounds)
+
+    def _run_one(self, pass_: Pass, model: ir.Model, record: PassRecord, *, first: bool) -> tuple[ir.Model, bool]:
+        nodes_before = count_nodes(model)
+        if first:
+            record.nodes_before = nodes_before
+        reason = pass_.requires.unmet(model, self.ctx)
+        if reason is not None:
+            record.status, record.reason, record.nodes_after = SKIPPED, reason, nodes_before
+            return model, False
+        self.ctx.forget_shapes()
+        started = time.perf_counter()
+        try:
+            result = pass_.run(model.clone(), self.ctx)
+            if result.modified:
+                check_model(result.model)
+        except SkipPass as exc:
+            record.seconds += time.perf_counter() - started
+            record.status, record.reason, record.nodes_after = SKIPPED, str(exc), nodes_before
+            return model, False
+        except Exception as exc:  # a broken pass must not stop the pipeline
+            record.seconds += time.perf_counter() - started
+            record.status, record.reason = FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0]
+            record.nodes_after = nodes_before
+            return model, False
+        record.seconds += time.perf_counter() - started
+        _merge(record, result)
+        record.nodes_after = count_nodes(result.model)
+        return result.model, result.modified
+
+
+def _merge(record: PassRecord, result: PassResult) -> None:
+    record.changes += len(result.changes)
+    record.matches = record.changes + (result.matches - len(result.changes))
+    record.changed_nodes.extend(name for change in result.changes for name in change.nodes)
+    record.skips = [{"node": skip.node, "reason": skip.reason} for skip in result.skips]
+    record.notes = list(dict.fromkeys(record.notes + result.notes))
+    record.findings = result.findings
+    if record.changes:
+        record.status = CHANGED
+
+
+def cleanup(model: ir.Model) -> PassRecord:
+    """Remove dead nodes and initializers and sort topologically; recorded as a pass."""
+    record = PassRecord("cleanup", nodes_before=count_nodes(model))
+    started = time.perf_counter()
+    initializers = len(model.graph.initializers)
+    RemoveUnusedNodesPass()(model)
+    TopologicalSortPass()(model)
+    record.nodes_after = count_nodes(model)
+    record.changes = record.matches = (
+        record.nodes_before - record.nodes_after + initializers - len(model.graph.initializers)
+    )
+    record.status = CHANGED if record.changes else UNCHANGED
+    record.seconds = time.perf_counter() - started
+    return record
+
+
+def check_model(model: ir.Model) -> None:
+    """Run the onnx checker on ``model``; raise ``onnx.checker.ValidationError`` if it fails.
+
+    Models whose weights exceed protobuf's 2 GiB limit in memory are not checked here
+    (they are checked from the saved file).
+    """
+    if weight_bytes(model) > EXTERNAL_DATA_THRESHOLD:
+        return
+    onnx.checker.check_model(ir.serde.serialize_model(model))

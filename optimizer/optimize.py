@@ -1,0 +1,274 @@
+"""The optimize job: load, convert the opset, run the passes, verify, find culprits, save."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx_ir as ir
+
+from optimizer import __version__
+from optimizer.errors import UserError
+from optimizer.manager import DROPPED, FAILED, PassManager, PassRecord, cleanup, count_nodes
+from optimizer.modelio import has_external_data, load_model, save_model
+from optimizer.opset import convert_opset
+from optimizer.passapi import PassContext, model_opset
+from optimizer.registry import all_passes, get_pass
+from optimizer.targets import DEFAULT_TARGET, load_target
+from optimizer.verify import (
+    Verification,
+    compare_outputs,
+    input_specs,
+    load_inputs,
+    random_inputs,
+    run_onnxruntime,
+    verification,
+)
+
+
+@dataclass
+class OptimizeOptions:
+    """Everything ``onnx-opt optimize`` takes."""
+
+    input: Path
+    output: Path | None = None
+    passes: list[str] | None = None  # None: the target's pipeline; []: no pass
+    target: str = DEFAULT_TARGET
+    opset: int | None = None
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    verify: bool = True
+    inputs: Path | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    seed: int = 0
+    dry_run: bool = False
+    in_place: bool = False
+    fixed_point: bool = False
+    max_rounds: int = 10
+
+
+@dataclass
+class OptimizeReport:
+    """What the job did: paths, pipeline, per-pass records, verification, timings, notes."""
+
+    input: str
+    output: str | None
+    target: str
+    pipeline: list[str]
+    opset_before: int
+    opset_after: int
+    nodes_before: int
+    nodes_after: int
+    records: list[PassRecord]
+    verification: Verification | None
+    timings: dict[str, float]
+    notes: list[str]
+    written: list[str]
+    dry_run: bool
+
+    def problems(self) -> list[PassRecord]:
+        """Passes that raised or were dropped for breaking numerics."""
+        return [record for record in self.records if record.status in (FAILED, DROPPED)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the ``--report`` file)."""
+        return {
+            "tool": f"onnx-opt {__version__}",
+            "input": self.input,
+            "output": self.output,
+            "written": self.written,
+            "dry_run": self.dry_run,
+            "target": self.target,
+            "pipeline": self.pipeline,
+            "opset": {"before": self.opset_before, "after": self.opset_after},
+            "nodes": {"before": self.nodes_before, "after": self.nodes_after},
+            "passes": [record.to_dict() for record in self.records],
+            "verification": self.verification.to_dict() if self.verification else None,
+            "timings": {name: round(seconds, 6) for name, seconds in self.timings.items()},
+            "notes": self.notes,
+        }
+
+
+def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = None) -> OptimizeReport:
+    """Run the whole job; raises :class:`UserError` for bad input before writing anything."""
+    say = progress or (lambda message: None)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = timings.get(name, 0.0) + now - clock
+        clock = now
+
+    output = _output_path(options)
+    target = load_target(options.target)
+    names = list(target.pipeline if options.passes is None else options.passes)
+    for name in names:
+        get_pass(name)
+    say("loading model")
+    original = load_model(options.input)
+    _check_shape_names(original, options.input_shapes)
+    if output is not None:
+        _check_external_data_clash(options.input, output, original)
+    lap("load")
+
+    notes: list[str] = []
+    opset_before = model_opset(original)
+    final_opset = options.opset or opset_before
+    ctx = PassContext(target, options.input_shapes, final_opset)
+    say("converting opset")
+    model = _upgrade(original.clone(), options)
+    if final_opset < opset_before:
+        for name, cls in all_passes().items():
+            if name not in names and cls().needed_for_downgrade(model, final_opset):
+                names.append(name)
+                notes.append(f"added {name}: the model needs it before conversion to opset {final_opset}")
+    if not target.accepts_opset(final_opset):
+        low, high = target.opsets
+        notes.append(f"target {target.name} accepts opsets {low}-{high}; the model will have opset {final_opset} (see --opset)")
+    lap("opset")
+
+    manager = PassManager(names, ctx, fixed_point=options.fixed_point, max_rounds=options.max_rounds, progress=say)
+    run = manager.run(model)
+    model, records = run.model, run.records
+    lap("passes")
+    model = _downgrade(model, options)
+    lap("opset")
+
+    checked: Verification | None = None
+    if options.verify:
+        say("verifying with onnxruntime")
+        verifier = _Verifier(original, options)
+        checked = verifier.check(model)
+        if not checked.ok and any(record.changes for record in records):
+            say("finding the pass that broke the outputs")
+            model, records = _drop_culprits(_upgrade(original.clone(), options), manager, verifier, records)
+            model = _downgrade(model, options)
+            checked = verifier.check(model)
+        lap("verify")
+
+    written: list[str] = []
+    if output is not None and not options.dry_run and (checked is None or checked.ok):
+        say("saving")
+        written = [str(path) for path in save_model(model, output, external_data=has_external_data(original) or None)]
+        lap("save")
+    if checked is not None and not checked.ok:
+        notes.append("outputs differ even without the breaking passes (opset conversion?): nothing was written")
+    return OptimizeReport(
+        input=str(options.input),
+        output=str(output) if output else None,
+        target=target.name,
+        pipeline=manager.names,
+        opset_before=opset_before,
+        opset_after=model_opset(model),
+        nodes_before=count_nodes(original),
+        nodes_after=count_nodes(model),
+        records=records,
+        verification=checked,
+        timings=timings,
+        notes=notes,
+        written=written,
+        dry_run=options.dry_run,
+    )
+
+
+class _Verifier:
+    """Runs the original once, then compares any candidate with it on the same inputs."""
+
+    def __init__(self, original: ir.Model, options: OptimizeOptions) -> None:
+        specs = input_specs(original, options.input_shapes)
+        if options.inputs is not None:
+            self.feeds, self.source = load_inputs(options.inputs, specs), str(options.inputs)
+        else:
+            self.feeds, self.source = random_inputs(specs, options.seed), f"random (seed {options.seed})"
+        self.options = options
+        try:
+            self.reference = run_onnxruntime(options.input, self.feeds)
+        except Exception as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"{options.input}: onnxruntime cannot run the input model: {reason}") from None
+
+    def check(self, model: ir.Model) -> Verification:
+        try:
+            outputs = run_onnxruntime(model, self.feeds)
+        except Exception:  # the optimised model does not run: every output fails
+            outputs = {}
+        checks = compare_outputs(self.reference, outputs, self.options.rtol, self.options.atol)
+        return verification(checks, self.feeds, self.source)
+
+
+def _drop_culprits(
+    model: ir.Model, manager: PassManager, verifier: _Verifier, records: list[PassRecord]
+) -> tuple[ir.Model, list[PassRecord]]:
+    """Replay the passes that changed something one at a time; drop each that breaks outputs."""
+    replayed = []
+    for record in records:
+        if record.name == "cleanup":
+            continue
+        if not record.changes:
+            replayed.append(record)
+            continue
+        single = PassManager([record.name], manager.ctx, fixed_point=manager.max_rounds > 1, max_rounds=manager.max_rounds)
+        attempt = single.run(model)
+        result = attempt.records[0]
+        checked = verifier.check(attempt.model)
+        if checked.ok:
+            model = attempt.model
+        else:
+            result.status = DROPPED
+            result.reason = "broke " + "; ".join(
+                f"{check.name} ({check.problem or f'max abs diff {check.max_abs_diff:.3g}, max rel diff {check.max_rel_diff:.3g}'})"
+                for check in checked.failures()
+            )
+        replayed.append(result)
+    if any(record.changes and record.status != DROPPED for record in replayed):
+        replayed.append(cleanup(model))
+    return model, replayed
+
+
+def _upgrade(model: ir.Model, options: OptimizeOptions) -> ir.Model:
+    if options.opset is not None and options.opset > model_opset(model):
+        return convert_opset(model, options.opset, options.input.parent)
+    return model
+
+
+def _downgrade(model: ir.Model, options: OptimizeOptions) -> ir.Model:
+    if options.opset is not None and options.opset < model_opset(model):
+        return convert_opset(model, options.opset, options.input.parent)
+    return model
+
+
+def _output_path(options: OptimizeOptions) -> Path | None:
+    if options.in_place:
+        if options.output is not None and options.output.resolve() != options.input.resolve():
+            raise UserError("give either -o OUT or --in-place, not both")
+        return options.input
+    if options.output is None:
+        if options.dry_run:
+            return None
+        raise UserError("no output: give -o OUT (or --in-place to overwrite the input)")
+    if options.output.exists() and options.input.exists() and options.output.resolve() == options.input.resolve():
+        raise UserError(f"-o {options.output} is the input; pass --in-place to overwrite it")
+    if options.output.is_dir():
+        raise UserError(f"-o {options.output} is a directory; give a file name")
+    return options.output
+
+
+def _check_shape_names(model: ir.Model, shapes: dict[str, list[int]]) -> None:
+    names = [value.name for value in model.graph.inputs if not value.is_initializer()]
+    for name in shapes:
+        if name not in names:
+            raise UserError(f"--input-shape names '{name}', which is not an input (inputs: {', '.join(names)})")
+
+
+def _check_external_data_clash(source: Path, output: Path, model: ir.Model) -> None:
+    data = (output.parent / (output.name + ".data")).resolve()
+    for graph in model.graphs():
+        for value in graph.initializers.values():
+            tensor = value.const_value
+            if isinstance(tensor, ir.ExternalTensor) and Path(tensor.path).resolve() == data and output.resolve() != source.resolve():
+                raise UserError(f"-o {output} would overwrite {data}, the input's external data")

@@ -1,0 +1,260 @@
+"""The pass API: what a rewrite pass declares, what it returns, and how it registers.
+
+A pass is a small class with a kebab-case ``name``, a one-line ``summary``, the op types it
+``addresses`` (used to choose passes from a profile), what it ``requires``, and a ``run``
+method returning a :class:`PassResult`. Most passes look at one node at a time: subclass
+:class:`NodePass` and write ``rewrite(node, ctx)``; the walk over the main graph, every
+subgraph (If / Loop / Scan bodies) and every function is done for you. Register the class
+with :func:`register_pass`, or point an entry point of the group ``onnx_opt.passes`` at it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import onnx_ir as ir
+
+from optimizer.registry import register_pass
+from optimizer.shape_inference import infer_value_shapes
+from optimizer.targets import Target
+
+__all__ = [
+    "Change",
+    "NodePass",
+    "Pass",
+    "PassContext",
+    "PassResult",
+    "Requires",
+    "Skip",
+    "SkipPass",
+    "const_ints",
+    "iter_nodes",
+    "model_opset",
+    "node_label",
+    "constant",
+    "register_pass",
+    "replace_nodes",
+    "sole_consumer",
+]
+
+
+@dataclass(frozen=True)
+class Requires:
+    """Conditions under which a pass may run; unmet ones skip the pass with the reason.
+
+    ``opsets`` is an inclusive range of the default-domain opset (None = open end),
+    ``target_ops`` op types the target must support, ``capabilities`` target
+    capabilities, and ``static_shapes`` asks for every graph input to have a static shape
+    (from the model or ``--input-shape``).
+    """
+
+    opsets: tuple[int | None, int | None] = (None, None)
+    target_ops: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ()
+    static_shapes: bool = False
+
+    def unmet(self, model: ir.Model, ctx: PassContext) -> str | None:
+        """Why this pass cannot run on ``model`` here, or None when it can."""
+        opset = model_opset(model)
+        low, high = self.opsets
+        if low is not None and opset < low:
+            return f"needs opset >= {low}; the model has opset {opset}"
+        if high is not None and opset > high:
+            return f"needs opset <= {high}; the model has opset {opset}"
+        missing_ops = [op for op in self.target_ops if not ctx.target.supports_op(op)]
+        if missing_ops:
+            return f"target {ctx.target.name} does not support {', '.join(missing_ops)}"
+        missing = [c for c in self.capabilities if c not in ctx.target.capabilities]
+        if missing:
+            return f"target {ctx.target.name} lacks {', '.join(missing)}"
+        if self.static_shapes:
+            return ctx.dynamic_input(model)
+        return None
+
+
+@dataclass
+class PassContext:
+    """What a pass may know besides the model: target, input shapes, the opset the model ends at."""
+
+    target: Target
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    final_opset: int | None = None
+    _shapes: dict[str, tuple[Any, ...]] | None = field(default=None, repr=False)
+
+    def dims_of(self, value: ir.Value | None, model: ir.Model) -> list[int | None] | None:
+        """Dims of ``value`` (None for a dynamic dim), from the model or inferred; None if rank unknown.
+
+        Inference (with ``--input-shape``) runs at most once per pass run.
+        """
+        if value is None:
+            return None
+        shape = value.shape
+        if shape is not None and shape.is_static():
+            return [int(d) for d in shape]
+        if self._shapes is None:
+            self._shapes = infer_value_shapes(model, self.input_shapes)
+        dims = self._shapes.get(value.name) if value.name else None
+        if dims is None:
+            if shape is None:
+                return None
+            dims = tuple(shape)
+        return [d if isinstance(d, int) else None for d in dims]
+
+    def shape_of(self, value: ir.Value | None, model: ir.Model) -> list[int] | None:
+        """The fully static shape of ``value``, or None when unknown or partly dynamic."""
+        dims = self.dims_of(value, model)
+        if dims is None or any(d is None for d in dims):
+            return None
+        return [int(d) for d in dims]
+
+    def forget_shapes(self) -> None:
+        """Drop inferred shapes; the manager calls this before every pass."""
+        self._shapes = None
+
+    def dynamic_input(self, model: ir.Model) -> str | None:
+        """Why the graph inputs are not all static (first dynamic dim), or None."""
+        for value in model.graph.inputs:
+            if value.is_initializer() or value.name in self.input_shapes:
+                continue
+            shape = value.shape
+            if shape is None:
+                return f"input '{value.name}' has no shape; give --input-shape"
+            for axis, dim in enumerate(shape):
+                if not isinstance(dim, int):
+                    return f"input '{value.name}' has dynamic dimension '{dim}' (axis {axis}); give --input-shape"
+        return None
+
+
+class SkipPass(Exception):  # noqa: N818 - it is a signal, not an error
+    """Raise from ``run`` to skip the whole pass with a reason (e.g. a tool it wraps failed)."""
+
+
+@dataclass
+class Change:
+    """One place a pass changed: what it did and the names of the nodes it rewrote."""
+
+    description: str
+    nodes: tuple[str, ...] = ()
+
+
+@dataclass
+class Skip:
+    """A candidate the pass looked at and left alone, with the reason."""
+
+    node: str
+    reason: str
+
+
+@dataclass
+class PassResult:
+    """What a pass did: the model (possibly a new object), changes, refusals, findings, notes.
+
+    ``matches`` counts candidates (changed + refused) unless the pass sets it, as an
+    analysis pass does for what it found; ``findings`` holds JSON-ready analysis output.
+    """
+
+    model: ir.Model
+    changes: list[Change] = field(default_factory=list)
+    skips: list[Skip] = field(default_factory=list)
+    findings: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    matches: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.matches is None:
+            self.matches = len(self.changes) + len(self.skips)
+
+    @property
+    def modified(self) -> bool:
+        """Whether the pass changed the model."""
+        return bool(self.changes)
+
+
+class Pass:
+    """Base class of every pass. Subclasses set the class attributes and implement ``run``."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    addresses: ClassVar[tuple[str, ...]] = ()
+    requires: ClassVar[Requires] = Requires()
+    after: ClassVar[tuple[str, ...]] = ()
+
+    def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
+        """Apply the pass to ``model`` (in place or not) and say what it did."""
+        raise NotImplementedError
+
+    def needed_for_downgrade(self, model: ir.Model, opset: int) -> bool:
+        """Whether ``model`` needs this pass before onnx can convert it down to ``opset``."""
+        return False
+
+
+class NodePass(Pass):
+    """A pass that looks at one node at a time, in every graph, subgraph and function."""
+
+    def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
+        """Call :meth:`rewrite` on every node and collect what it returned."""
+        result = PassResult(model)
+        for node in iter_nodes(model):
+            outcome = self.rewrite(node, model, ctx)
+            if isinstance(outcome, Change):
+                result.changes.append(outcome)
+            elif isinstance(outcome, Skip):
+                result.skips.append(outcome)
+        result.matches = len(result.changes) + len(result.skips)
+        return result
+
+    def rewrite(self, node: ir.Node, model: ir.Model, ctx: PassContext) -> Change | Skip | None:
+        """Rewrite around ``node``: a Change, a Skip (a candidate left alone), or None."""
+        raise NotImplementedError
+
+
+def iter_nodes(model: ir.Model) -> Iterator[ir.Node]:
+    """Every node of the main graph, its subgraphs and every function; safe to edit while walking."""
+    yield from ir.traversal.RecursiveGraphIterator(model.graph)
+    for function in model.functions.values():
+        yield from ir.traversal.RecursiveGraphIterator(function)
+
+
+def model_opset(model: ir.Model) -> int:
+    """The default-domain (``ai.onnx``) opset version of ``model``."""
+    return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
+
+
+def node_label(node: ir.Node) -> str:
+    """A name for reports: the node's name, or its op type and position when it has none."""
+    return node.name or f"<unnamed {node.op_type}>"
+
+
+def const_ints(value: ir.Value | None) -> list[int] | None:
+    """The integers held by a constant (initializer or Constant node), or None."""
+    if value is None:
+        return None
+    tensor = ir.convenience.get_const_tensor(value)
+    if tensor is None:
+        return None
+    array = tensor.numpy()
+    if not np.issubdtype(array.dtype, np.integer):
+        return None
+    return [int(v) for v in array.reshape(-1)]
+
+
+def replace_nodes(old_nodes: list[ir.Node], new_nodes: list[ir.Node], old_output: ir.Value, new_output: ir.Value) -> None:
+    """Swap ``old_nodes`` (in graph order) for ``new_nodes``; ``new_output`` takes over
+    ``old_output``'s users, name, type and shape (graph outputs included)."""
+    ir.convenience.replace_nodes_and_values(
+        old_nodes[-1].graph, old_nodes[-1], old_nodes, new_nodes, [old_output], [new_output]
+    )
+
+
+def constant(name: str, array: np.ndarray) -> ir.Node:
+    """A Constant node holding ``array`` whose output is called ``name`` (valid in any opset)."""
+    return ir.node("Constant", [], {"value": ir.tensor(array, name=name)}, name=name, outputs=[ir.Value(name=name)])
+
+
+def sole_consumer(value: ir.Value, node: ir.Node) -> bool:
+    """Whether ``node`` is the only user of ``value`` and ``value`` is not a graph output."""
+    users = {use.node for use in value.uses()}
+    return users == {node} and not value.is_graph_output()

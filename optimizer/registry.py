@@ -1,0 +1,97 @@
+"""The pass registry. Built-ins and plugins are both found through the entry-point group
+``onnx_opt.passes`` (setup.cfg lists the built-ins), so ``optimizer`` never imports ``passes``.
+
+An entry point names a module whose classes register themselves with :func:`register_pass`,
+or a pass class, which is registered when loaded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from importlib import metadata
+from typing import TypeVar
+
+from optimizer.errors import UserError
+
+ENTRY_POINT_GROUP = "onnx_opt.passes"
+OWN_DISTRIBUTION = "onnx-opt"
+_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+_passes: dict[str, type] = {}
+_warnings: list[str] = []
+_loaded = False
+
+PassClass = TypeVar("PassClass", bound=type)
+
+
+def register_pass(cls: PassClass) -> PassClass:
+    """Class decorator: check what a pass declares and add it to the registry."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise TypeError(f"{cls.__qualname__}: pass name {name!r} is not kebab-case (e.g. 'fuse-gelu')")
+    summary = getattr(cls, "summary", None)
+    if not isinstance(summary, str) or not summary.strip() or "\n" in summary:
+        raise TypeError(f"{cls.__qualname__}: summary must be one non-empty line")
+    addresses = getattr(cls, "addresses", ())
+    if not isinstance(addresses, tuple) or not all(isinstance(op, str) for op in addresses):
+        raise TypeError(f"{cls.__qualname__}: addresses must be a tuple of op type names")
+    known = _passes.get(name)
+    if known is not None and known is not cls:
+        _warnings.append(
+            f"pass '{name}' is defined by both {_where(known)} and {_where(cls)}; keeping {_where(known)}"
+        )
+        return cls
+    _passes[name] = cls
+    return cls
+
+
+def all_passes() -> dict[str, type]:
+    """Every registered pass by name, after loading the entry-point group once."""
+    _load_entry_points()
+    return dict(sorted(_passes.items()))
+
+
+def get_pass(name: str) -> type:
+    """The pass class called ``name``; an unknown name is a :class:`UserError` naming close matches."""
+    passes = all_passes()
+    if name in passes:
+        return passes[name]
+    close = difflib.get_close_matches(name, list(passes), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; 'onnx-opt passes' lists them"
+    raise UserError(f"unknown pass '{name}'{hint}")
+
+
+def load_warnings() -> list[str]:
+    """Problems met while loading plugins (a broken plugin does not stop the tool)."""
+    _load_entry_points()
+    return list(_warnings)
+
+
+def _load_entry_points() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    points = metadata.entry_points(group=ENTRY_POINT_GROUP)
+    # Built-ins first, then plugins by distribution and name: a clash keeps the built-in.
+    for point in sorted(points, key=_entry_point_order):
+        try:
+            loaded = point.load()
+        except Exception as exc:
+            _warnings.append(f"pass plugin '{point.name}' ({point.value}) failed to load: {exc}")
+            continue
+        if isinstance(loaded, type):
+            try:
+                register_pass(loaded)
+            except TypeError as exc:
+                _warnings.append(f"pass plugin '{point.name}' is not a valid pass: {exc}")
+
+
+def _entry_point_order(point: metadata.EntryPoint) -> tuple[bool, str, str]:
+    dist = point.dist.name if point.dist is not None else ""
+    return (dist != OWN_DISTRIBUTION, dist, point.name)
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"

@@ -1,0 +1,44 @@
+"""Input shapes in ATC's syntax: ``name:1,3,224,224;other:1,10``."""
+
+from __future__ import annotations
+
+from optimizer.errors import UserError
+
+
+def parse_input_shapes(text: str | None) -> dict[str, list[int]]:
+    """Parse ATC's ``--input_shape`` syntax into ``{name: [dims]}``.
+
+    Names may themselves hold ``:`` (``input:0``); the dims follow the last one.
+    Dims must be non-negative integers: ranges (``1~8``) and ``-1`` are refused
+    because a verification run needs concrete shapes.
+    """
+    if text is None or not text.strip():
+        return {}
+    shapes: dict[str, list[int]] = {}
+    for item in text.split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, dims_text = item.rpartition(":")
+        name = name.strip()
+        if not sep or not name:
+            raise UserError(
+                f"--input-shape: '{item}' is not 'name:d0,d1,...' (ATC syntax, e.g. 'image:1,3,224,224')"
+            )
+        if name in shapes:
+            raise UserError(f"--input-shape: input '{name}' is given twice")
+        dims: list[int] = []
+        for dim in dims_text.split(",") if dims_text.strip() else []:
+            dim = dim.strip()
+            if not dim.isdigit():
+                raise UserError(
+                    f"--input-shape: dimension '{dim}' of input '{name}' is not a non-negative integer"
+                )
+            dims.append(int(dim))
+        shapes[name] = dims
+    return shapes
+
+
+def format_input_shapes(shapes: dict[str, list[int]]) -> str:
+    """Format ``{name: [dims]}`` in ATC's syntax (the inverse of :func:`parse_input_shapes`)."""
+    return ";".join(f"{name}:{','.join(str(d) for d in dims)}" for name, dims in shapes.items())

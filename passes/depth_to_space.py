@@ -1,0 +1,221 @@
+"""DepthToSpace both ways (RDN guide): ``decompose-depth-to-space`` for converters and opsets
+without it, ``fuse-depth-to-space`` (and SpaceToDepth) where it is supported.
+
+ONNX defines, for ``x = [N, C, H, W]`` and blocksize ``b`` (``c = C / b^2``)::
+
+    DCR: Reshape [N, b, b, c, H, W] -> Transpose [0, 3, 4, 1, 5, 2] -> Reshape [N, c, H*b, W*b]
+    CRD: Reshape [N, c, b, b, H, W] -> Transpose [0, 1, 4, 2, 5, 3] -> Reshape [N, c, H*b, W*b]
+    SpaceToDepth: Reshape [N, C, H/b, b, W/b, b] -> Transpose [0, 3, 5, 1, 2, 4]
+                  -> Reshape [N, C*b*b, H/b, W/b]
+
+PyTorch's PixelShuffle exported at opset 9 is the CRD form; at opset 11 it is DepthToSpace(CRD).
+The CRD ``mode`` attribute exists from opset 11 on, and onnx's version converter cannot move a
+DepthToSpace below opset 11, so an opset-9/10 target needs the decomposition first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_ir as ir
+
+from optimizer.passapi import (
+    Change,
+    NodePass,
+    PassContext,
+    Requires,
+    Skip,
+    const_ints,
+    constant,
+    iter_nodes,
+    model_opset,
+    node_label,
+    register_pass,
+    replace_nodes,
+    sole_consumer,
+)
+
+MODE_OPSET = 11  # DepthToSpace gained the ``mode`` attribute (and CRD) in opset 11
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One of the three Reshape -> Transpose -> Reshape layouts above."""
+
+    op_type: str
+    mode: str | None
+    perm: tuple[int, ...]
+
+    def split(self, n: int | None, c: int, h: int, w: int, b: int) -> list[int | None]:
+        """The 6-D shape after the first Reshape, for input [n, c, h, w]."""
+        if self.op_type == "SpaceToDepth":
+            return [n, c, h // b, b, w // b, b]
+        if self.mode == "DCR":
+            return [n, b, b, c // (b * b), h, w]
+        return [n, c // (b * b), b, b, h, w]
+
+    def result(self, n: int | None, c: int, h: int, w: int, b: int) -> list[int | None]:
+        """The 4-D output shape for input [n, c, h, w]."""
+        if self.op_type == "SpaceToDepth":
+            return [n, c * b * b, h // b, w // b]
+        return [n, c // (b * b), h * b, w * b]
+
+
+LAYOUTS = (
+    Layout("DepthToSpace", "CRD", (0, 1, 4, 2, 5, 3)),
+    Layout("DepthToSpace", "DCR", (0, 3, 4, 1, 5, 2)),
+    Layout("SpaceToDepth", None, (0, 3, 5, 1, 2, 4)),
+)
+
+
+def _layout_of(node: ir.Node) -> Layout:
+    if node.op_type == "SpaceToDepth":
+        return LAYOUTS[2]
+    mode = node.attributes.get_string("mode", "DCR")
+    return LAYOUTS[0] if mode == "CRD" else LAYOUTS[1]
+
+
+def _static_chw(dims: list[int | None] | None) -> tuple[int | None, int, int, int] | None:
+    if dims is None or len(dims) != 4 or any(d is None for d in dims[1:]):
+        return None
+    return dims[0], int(dims[1]), int(dims[2]), int(dims[3])
+
+
+def _reshape_target(dims: list[int | None]) -> np.ndarray:
+    """Shape tensor for Reshape: a dynamic batch becomes 0 (copy the input's first dim)."""
+    return np.array([0 if d is None else d for d in dims], dtype=np.int64)
+
+
+@register_pass
+class DecomposeDepthToSpace(NodePass):
+    name = "decompose-depth-to-space"
+    summary = "Rewrite DepthToSpace (DCR or CRD) as Reshape -> Transpose -> Reshape for opset 9/10 or old CANN"
+    addresses = ("DepthToSpace",)
+    requires = Requires(opsets=(5, None))  # Reshape takes its shape as an input from opset 5
+
+    def rewrite(self, node: ir.Node, model: ir.Model, ctx: PassContext) -> Change | Skip | None:
+        """Replace a DepthToSpace whose C, H and W are static (the batch may be dynamic)."""
+        if node.op_type != "DepthToSpace" or node.domain not in ("", "ai.onnx"):
+            return None
+        label = node_label(node)
+        b = node.attributes.get_int("blocksize", 0)
+        layout = _layout_of(node)
+        dims = _static_chw(ctx.dims_of(node.inputs[0], model))
+        if dims is None:
+            return Skip(label, "needs static C, H and W of the input (give --input-shape)")
+        n, c, h, w = dims
+        if b < 1 or c % (b * b):
+            return Skip(label, f"blocksize {b} does not divide the {c} channels into b*b groups")
+        base = node.name or node.outputs[0].name
+        split = constant(f"{base}/split_shape", _reshape_target(layout.split(n, c, h, w, b)))
+        merge = constant(f"{base}/merge_shape", _reshape_target(layout.result(n, c, h, w, b)))
+        reshape = ir.node("Reshape", [node.inputs[0], split.outputs[0]], name=f"{base}/split")
+        transpose = ir.node("Transpose", [reshape.outputs[0]], {"perm": list(layout.perm)}, name=f"{base}/transpose")
+        final = ir.node("Reshape", [transpose.outputs[0], merge.outputs[0]], name=f"{base}/merge")
+        for new_node in (reshape, transpose):
+            new_node.outputs[0].name = new_node.name
+        replace_nodes([node], [split, reshape, transpose, merge, final], node.outputs[0], final.outputs[0])
+        return Change(f"DepthToSpace({layout.mode}, blocksize {b}) -> Reshape, Transpose, Reshape", (label,))
+
+    def needed_for_downgrade(self, model: ir.Model, opset: int) -> bool:
+        """onnx cannot convert DepthToSpace from opset >= 11 down to 9 or 10."""
+        return (
+            opset < MODE_OPSET <= model_opset(model)
+            and any(node.op_type == "DepthToSpace" for node in iter_nodes(model))
+        )
+
+
+@register_pass
+class FuseDepthToSpace(NodePass):
+    name = "fuse-depth-to-space"
+    summary = "Fuse Reshape -> Transpose -> Reshape into DepthToSpace (CRD/DCR) or SpaceToDepth"
+    addresses = ("Transpose", "Reshape")
+    requires = Requires(opsets=(5, None))
+
+    def rewrite(self, node: ir.Node, model: ir.Model, ctx: PassContext) -> Change | Skip | None:
+        """Fuse around a 6-D Transpose whose perm is one of the three layouts."""
+        if node.op_type != "Transpose" or node.domain not in ("", "ai.onnx"):
+            return None
+        perm = tuple(node.attributes.get_ints("perm", ()) or ())
+        layout = next((candidate for candidate in LAYOUTS if candidate.perm == perm), None)
+        first = node.inputs[0].producer() if node.inputs[0] is not None else None
+        users = [use.node for use in node.outputs[0].uses()]
+        if layout is None or first is None or first.op_type != "Reshape" or len(users) != 1 or users[0].op_type != "Reshape":
+            return None
+        last = users[0]
+        label = node_label(node)
+        problem = self._problem(first, node, last, layout, model, ctx)
+        if isinstance(problem, str):
+            return Skip(label, problem)
+        b = problem
+        opset = model_opset(model)
+        final_opset = ctx.final_opset or opset
+        if layout.mode == "CRD" and min(final_opset, opset) < MODE_OPSET:
+            return Skip(label, f"CRD DepthToSpace needs opset >= {MODE_OPSET}; the model ends at opset {final_opset}")
+        if final_opset < opset and opset >= MODE_OPSET:
+            return Skip(label, f"onnx cannot convert {layout.op_type} from opset {opset} down to {final_opset}")
+        if not ctx.target.supports_op(layout.op_type):
+            return Skip(label, f"target {ctx.target.name} does not support {layout.op_type}")
+        attributes: dict[str, object] = {"blocksize": b}
+        if layout.mode is not None and opset >= MODE_OPSET:
+            attributes["mode"] = layout.mode
+        fused = ir.node(layout.op_type, [first.inputs[0]], attributes, name=node.name)
+        replace_nodes([first, node, last], [fused], last.outputs[0], fused.outputs[0])
+        what = f"{layout.op_type}({layout.mode}, blocksize {b})" if layout.mode else f"{layout.op_type}(blocksize {b})"
+        return Change(f"Reshape -> Transpose -> Reshape -> {what}", (node_label(first), label, node_label(last)))
+
+    def _problem(self, first: ir.Node, node: ir.Node, last: ir.Node, layout: Layout,
+                 model: ir.Model, ctx: PassContext) -> str | int:
+        """Why the three nodes are not exactly the layout, or the blocksize when they are."""
+        if not sole_consumer(first.outputs[0], node) or not sole_consumer(node.outputs[0], last):
+            return "an intermediate tensor has another consumer or is a graph output"
+        if first.attributes.get_int("allowzero", 0) or last.attributes.get_int("allowzero", 0):
+            return "Reshape with allowzero=1 is not handled"
+        dims = _static_chw(ctx.dims_of(first.inputs[0], model))
+        if dims is None:
+            return "needs a 4-D input with static C, H and W (give --input-shape)"
+        n, c, h, w = dims
+        split = _resolve(const_ints(first.inputs[1]), [n, c, h, w])
+        if split is None or len(split) != 6:
+            return "the first Reshape's shape is not a constant 6-D shape"
+        b = split[5] if layout.op_type == "SpaceToDepth" else split[2]
+        if not isinstance(b, int) or b < 2 or split != layout.split(n, c, h, w, b):
+            return f"the first Reshape gives {split}, not the {layout.mode or layout.op_type} split of {[n, c, h, w]}"
+        transposed = [split[i] for i in layout.perm]
+        merged = _resolve(const_ints(last.inputs[1]), transposed)
+        if merged != layout.result(n, c, h, w, b):
+            return f"the last Reshape gives {merged}, not {layout.result(n, c, h, w, b)}"
+        return b
+
+
+def _resolve(shape: list[int] | None, source: list[int | None]) -> list[int | None] | None:
+    """What Reshape(shape) makes of a tensor with dims ``source`` (None: dynamic batch, dim 0).
+
+    0 copies the source dim; -1 takes what is left, which with a dynamic batch is only
+    resolvable in position 0. None when the shape is not constant or does not fit.
+    """
+    if shape is None:
+        return None
+    dims: list[int | None] = [source[i] if v == 0 and i < len(source) else v for i, v in enumerate(shape)]
+    if dims.count(-1) > 1 or any(d is not None and d < -1 for d in dims):
+        return None
+    if any(d is None for d in source[1:]):
+        return None
+    rest = int(np.prod(source[1:]))
+    if -1 in dims:
+        index = dims.index(-1)
+        others = [d for i, d in enumerate(dims) if i != index]
+        if source[0] is None:
+            if index != 0 or None in others or int(np.prod(others)) != rest:
+                return None
+            dims[index] = None
+        else:
+            if None in others:
+                return None
+            total = source[0] * rest
+            product = int(np.prod(others))
+            if product == 0 or total % product:
+                return None
+            dims[index] = total // product
+    return dims

@@ -1,0 +1,111 @@
+"""``softmax-transpose``: Transpose(p) -> Softmax / LogSoftmax -> Transpose(q) becomes one
+Softmax / LogSoftmax over the matching axis of the original tensor (SK-ResNet50 guide).
+
+PyTorch's exporter wraps ``softmax(dim=k)`` for k != last in two transposes at opsets < 13.
+With ``x`` of rank r, ``t = Transpose(x, p)``, ``s = Softmax(t, axis=a)``, ``y = Transpose(s, q)``
+the rewrite ``y = Softmax(x, axis=p[a])`` is exact when:
+
+1. ``q`` undoes ``p`` (``p[q[i]] == i`` for every i), so ``y`` has the shape of ``x``;
+2. neither ``t`` nor ``s`` has another consumer or is a graph output (``y`` may be one);
+3. the softmax normalises one axis of ``t``: from opset 13 always; before opset 13 Softmax
+   flattens every dim from ``axis`` on, so every dim of ``t`` after ``a`` must be 1;
+4. before opset 13 the replacement flattens too: every dim of ``x`` after ``p[a]`` must be 1.
+   When that fails (the SK unit: ``x = [B, M, C, 1, 1]``, axis 1, C > 1) the nodes stay and
+   the reason says that ``--opset 13`` enables the rewrite. The seed guide's script, which
+   set ``axis=1`` here regardless, computes a different function under ONNX rules.
+"""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+
+from optimizer.passapi import (
+    Change,
+    NodePass,
+    PassContext,
+    Skip,
+    model_opset,
+    node_label,
+    register_pass,
+    replace_nodes,
+    sole_consumer,
+)
+
+SOFTMAXES = ("Softmax", "LogSoftmax")
+PER_AXIS_OPSET = 13  # Softmax normalises a single axis from this opset on
+
+
+@register_pass
+class SoftmaxTranspose(NodePass):
+    name = "softmax-transpose"
+    summary = "Fold Transpose -> Softmax/LogSoftmax -> Transpose into one Softmax over the original axis"
+    addresses = ("Transpose", "Softmax", "LogSoftmax")
+
+    def rewrite(self, node: ir.Node, model: ir.Model, ctx: PassContext) -> Change | Skip | None:
+        """Rewrite the sandwich whose middle is ``node``, or say why not."""
+        if node.op_type not in SOFTMAXES or node.domain not in ("", "ai.onnx"):
+            return None
+        first = node.inputs[0].producer() if node.inputs and node.inputs[0] is not None else None
+        lasts = [use.node for use in node.outputs[0].uses() if use.node.op_type == "Transpose"]
+        if first is None or first.op_type != "Transpose" or not lasts:
+            return None
+        last = lasts[0]
+        label = node_label(node)
+        x, t, s = first.inputs[0], first.outputs[0], node.outputs[0]
+        rank = _rank(first, x, model, ctx)
+        if rank is None:
+            return Skip(label, "rank of the transposed tensor is unknown")
+        p = _perm(first, rank)
+        q = _perm(last, rank)
+        if p is None or q is None:
+            return Skip(label, "a transpose has an invalid perm")
+        if any(p[q[i]] != i for i in range(rank)):
+            return Skip(label, f"perm {q} of {node_label(last)} does not undo perm {p} of {node_label(first)}")
+        if not sole_consumer(t, node) or not sole_consumer(s, last):
+            return Skip(label, "an intermediate tensor has another consumer or is a graph output")
+        opset = model_opset(model)
+        default_axis = -1 if opset >= PER_AXIS_OPSET else 1
+        axis = node.attributes.get_int("axis", default_axis)
+        if not -rank <= axis < rank:
+            return Skip(label, f"axis {axis} is out of range for rank {rank}")
+        axis %= rank
+        new_axis = p[axis]
+        if opset < PER_AXIS_OPSET:
+            reason = _flattening_problem(ctx.dims_of(x, model), p, axis, new_axis, opset)
+            if reason:
+                return Skip(label, reason)
+        replacement = ir.node(node.op_type, [x], {"axis": new_axis}, name=node.name)
+        replace_nodes([first, node, last], [replacement], last.outputs[0], replacement.outputs[0])
+        return Change(
+            f"{node.op_type}(axis={new_axis}) replaces Transpose -> {node.op_type}(axis={axis}) -> Transpose",
+            (node_label(first), label, node_label(last)),
+        )
+
+
+def _rank(first: ir.Node, x: ir.Value, model: ir.Model, ctx: PassContext) -> int | None:
+    perm = first.attributes.get_ints("perm", None)
+    if perm is not None:
+        return len(perm)
+    dims = ctx.dims_of(x, model)
+    return None if dims is None else len(dims)
+
+
+def _perm(node: ir.Node, rank: int) -> list[int] | None:
+    perm = node.attributes.get_ints("perm", None)
+    perm = list(range(rank))[::-1] if perm is None else [int(v) for v in perm]
+    return perm if sorted(perm) == list(range(rank)) else None
+
+
+def _flattening_problem(dims: list[int | None] | None, p: list[int], axis: int, new_axis: int, opset: int) -> str | None:
+    """Before opset 13: why the old or the new Softmax would not be a single-axis softmax."""
+    if dims is None or len(dims) != len(p):
+        return (f"at opset {opset} Softmax flattens from its axis and the input shape is unknown; "
+                "give --input-shape, or --opset 13 enables this rewrite")
+    transposed = [dims[i] for i in p]
+    if any(d != 1 for d in transposed[axis + 1:]):
+        return (f"at opset {opset} the softmax spans axes {axis}.. of {transposed}, not one axis; "
+                "--opset 13 enables this rewrite")
+    if any(d != 1 for d in dims[new_axis + 1:]):
+        return (f"at opset {opset} Softmax(axis={new_axis}) would flatten dims {dims[new_axis + 1:]} of the input "
+                f"{dims} into the softmax; --opset 13 enables this rewrite")
+    return None
