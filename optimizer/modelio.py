@@ -80,9 +80,7 @@ def check_external_data(proto: onnx.ModelProto, folder: Path) -> None:
             raise UserError(f"{where} is truncated: needs bytes {offset}..{offset + length}")
 
 
-def save_model(
-    model: ir.Model, path: str | os.PathLike, *, external_data: bool | None = None
-) -> list[Path]:
+def save_model(model: ir.Model, path: str | os.PathLike, *, external_data: bool | None = None) -> list[Path]:
     """Save ``model`` to ``path`` atomically and return the files written.
 
     Everything is written into a temporary folder beside ``path`` and renamed into place,

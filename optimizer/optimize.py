@@ -129,7 +129,9 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
                 notes.append(f"added {name}: the model needs it before conversion to opset {final_opset}")
     if not target.accepts_opset(final_opset):
         low, high = target.opsets
-        notes.append(f"target {target.name} accepts opsets {low}-{high}; the model will have opset {final_opset} (see --opset)")
+        notes.append(
+            f"target {target.name} accepts opsets {low}-{high}; the model will have opset {final_opset} (see --opset)"
+        )
     lap("opset")
 
     manager = PassManager(names, ctx, fixed_point=options.fixed_point, max_rounds=options.max_rounds, progress=say)
@@ -212,7 +214,9 @@ def _drop_culprits(
         if not record.changes:
             replayed.append(record)
             continue
-        single = PassManager([record.name], manager.ctx, fixed_point=manager.max_rounds > 1, max_rounds=manager.max_rounds)
+        single = PassManager(
+            [record.name], manager.ctx, fixed_point=manager.max_rounds > 1, max_rounds=manager.max_rounds
+        )
         attempt = single.run(model)
         result = attempt.records[0]
         checked = verifier.check(attempt.model)
@@ -220,14 +224,16 @@ def _drop_culprits(
             model = attempt.model
         else:
             result.status = DROPPED
-            result.reason = "broke " + "; ".join(
-                f"{check.name} ({check.problem or f'max abs diff {check.max_abs_diff:.3g}, max rel diff {check.max_rel_diff:.3g}'})"
-                for check in checked.failures()
-            )
+            result.reason = "broke " + "; ".join(_describe_failure(check) for check in checked.failures())
         replayed.append(result)
     if any(record.changes and record.status != DROPPED for record in replayed):
         replayed.append(cleanup(model))
     return model, replayed
+
+
+def _describe_failure(check) -> str:
+    detail = check.problem or f"max abs diff {check.max_abs_diff:.3g}, max rel diff {check.max_rel_diff:.3g}"
+    return f"{check.name} ({detail})"
 
 
 def _upgrade(model: ir.Model, options: OptimizeOptions) -> ir.Model:
@@ -270,5 +276,9 @@ def _check_external_data_clash(source: Path, output: Path, model: ir.Model) -> N
     for graph in model.graphs():
         for value in graph.initializers.values():
             tensor = value.const_value
-            if isinstance(tensor, ir.ExternalTensor) and Path(tensor.path).resolve() == data and output.resolve() != source.resolve():
+            if (
+                isinstance(tensor, ir.ExternalTensor)
+                and Path(tensor.path).resolve() == data
+                and output.resolve() != source.resolve()
+            ):
                 raise UserError(f"-o {output} would overwrite {data}, the input's external data")

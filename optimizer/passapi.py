@@ -241,7 +241,9 @@ def const_ints(value: ir.Value | None) -> list[int] | None:
     return [int(v) for v in array.reshape(-1)]
 
 
-def replace_nodes(old_nodes: list[ir.Node], new_nodes: list[ir.Node], old_output: ir.Value, new_output: ir.Value) -> None:
+def replace_nodes(
+    old_nodes: list[ir.Node], new_nodes: list[ir.Node], old_output: ir.Value, new_output: ir.Value
+) -> None:
     """Swap ``old_nodes`` (in graph order) for ``new_nodes``; ``new_output`` takes over
     ``old_output``'s users, name, type and shape (graph outputs included)."""
     ir.convenience.replace_nodes_and_values(

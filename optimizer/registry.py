@@ -38,9 +38,7 @@ def register_pass(cls: PassClass) -> PassClass:
         raise TypeError(f"{cls.__qualname__}: addresses must be a tuple of op type names")
     known = _passes.get(name)
     if known is not None and known is not cls:
-        _warnings.append(
-            f"pass '{name}' is defined by both {_where(known)} and {_where(cls)}; keeping {_where(known)}"
-        )
+        _warnings.append(f"pass '{name}' is defined by both {_where(known)} and {_where(cls)}; keeping {_where(known)}")
         return cls
     _passes[name] = cls
     return cls

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,10 +26,8 @@ def infer_value_shapes(model: ir.Model, input_shapes: dict[str, list[int]]) -> d
         if value.name in input_shapes:
             _set_dims(value, input_shapes[value.name])
     _weights_as_inputs(graph)
-    try:
+    with contextlib.suppress(Exception):  # best effort: unknown shapes just stay unknown
         proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
-    except Exception:  # inference is best effort: unknown shapes just stay unknown
-        pass
     shapes: dict[str, tuple[Any, ...]] = {}
     for info in _value_infos(proto.graph):
         tensor_type = info.type.tensor_type
@@ -52,9 +51,7 @@ def _weights_as_inputs(graph: onnx.GraphProto) -> None:
             keep.append(tensor)
             continue
         if tensor.name not in inputs:
-            graph.input.append(
-                onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
-            )
+            graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
     del graph.initializer[:]
     graph.initializer.extend(keep)
 

@@ -22,18 +22,14 @@ def parse_input_shapes(text: str | None) -> dict[str, list[int]]:
         name, sep, dims_text = item.rpartition(":")
         name = name.strip()
         if not sep or not name:
-            raise UserError(
-                f"--input-shape: '{item}' is not 'name:d0,d1,...' (ATC syntax, e.g. 'image:1,3,224,224')"
-            )
+            raise UserError(f"--input-shape: '{item}' is not 'name:d0,d1,...' (ATC syntax, e.g. 'image:1,3,224,224')")
         if name in shapes:
             raise UserError(f"--input-shape: input '{name}' is given twice")
         dims: list[int] = []
         for dim in dims_text.split(",") if dims_text.strip() else []:
             dim = dim.strip()
             if not dim.isdigit():
-                raise UserError(
-                    f"--input-shape: dimension '{dim}' of input '{name}' is not a non-negative integer"
-                )
+                raise UserError(f"--input-shape: dimension '{dim}' of input '{name}' is not a non-negative integer")
             dims.append(int(dim))
         shapes[name] = dims
     return shapes

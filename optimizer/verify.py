@@ -115,7 +115,9 @@ def random_inputs(specs: list[InputSpec], seed: int = 0) -> dict[str, np.ndarray
         elif np.issubdtype(spec.dtype, np.floating):
             feeds[spec.name] = rng.standard_normal(spec.shape).astype(spec.dtype)
         else:
-            raise UserError(f"cannot make random data for input '{spec.name}' of type {spec.dtype}; give --inputs FILE.npz")
+            raise UserError(
+                f"cannot make random data for input '{spec.name}' of type {spec.dtype}; give --inputs FILE.npz"
+            )
     return feeds
 
 
@@ -125,7 +127,9 @@ def load_inputs(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
     except Exception as exc:
-        raise UserError(f"{path}: not a readable .npz file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise UserError(
+            f"{path}: not a readable .npz file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
     feeds = {}
     for spec in specs:
         if spec.name not in arrays:
@@ -153,7 +157,7 @@ def run_onnxruntime(model: ir.Model | Path, feeds: dict[str, np.ndarray]) -> dic
             source = ir.serde.serialize_model(model).SerializeToString()
         session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         names = [output.name for output in session.get_outputs()]
-        return dict(zip(names, session.run(names, feeds)))
+        return dict(zip(names, session.run(names, feeds), strict=True))
 
 
 def compare_outputs(
@@ -168,8 +172,15 @@ def compare_outputs(
         dtype = str(expected.dtype)
         default_rtol, default_atol = TOLERANCES.get(dtype, (0.0, 0.0))
         check = OutputCheck(
-            name, dtype, list(expected.shape), 0.0, 0.0, 1.0,
-            default_rtol if rtol is None else rtol, default_atol if atol is None else atol, True,
+            name,
+            dtype,
+            list(expected.shape),
+            0.0,
+            0.0,
+            1.0,
+            default_rtol if rtol is None else rtol,
+            default_atol if atol is None else atol,
+            True,
         )
         actual = candidate.get(name)
         if actual is None:
@@ -224,4 +235,3 @@ def onnxruntime_load_error(exc: Exception) -> str:
     """One line saying why onnxruntime refused a model."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-

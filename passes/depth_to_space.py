@@ -120,9 +120,8 @@ class DecomposeDepthToSpace(NodePass):
 
     def needed_for_downgrade(self, model: ir.Model, opset: int) -> bool:
         """onnx cannot convert DepthToSpace from opset >= 11 down to 9 or 10."""
-        return (
-            opset < MODE_OPSET <= model_opset(model)
-            and any(node.op_type == "DepthToSpace" for node in iter_nodes(model))
+        return opset < MODE_OPSET <= model_opset(model) and any(
+            node.op_type == "DepthToSpace" for node in iter_nodes(model)
         )
 
 
@@ -141,7 +140,13 @@ class FuseDepthToSpace(NodePass):
         layout = next((candidate for candidate in LAYOUTS if candidate.perm == perm), None)
         first = node.inputs[0].producer() if node.inputs[0] is not None else None
         users = [use.node for use in node.outputs[0].uses()]
-        if layout is None or first is None or first.op_type != "Reshape" or len(users) != 1 or users[0].op_type != "Reshape":
+        if (
+            layout is None
+            or first is None
+            or first.op_type != "Reshape"
+            or len(users) != 1
+            or users[0].op_type != "Reshape"
+        ):
             return None
         last = users[0]
         label = node_label(node)
@@ -165,8 +170,9 @@ class FuseDepthToSpace(NodePass):
         what = f"{layout.op_type}({layout.mode}, blocksize {b})" if layout.mode else f"{layout.op_type}(blocksize {b})"
         return Change(f"Reshape -> Transpose -> Reshape -> {what}", (node_label(first), label, node_label(last)))
 
-    def _problem(self, first: ir.Node, node: ir.Node, last: ir.Node, layout: Layout,
-                 model: ir.Model, ctx: PassContext) -> str | int:
+    def _problem(
+        self, first: ir.Node, node: ir.Node, last: ir.Node, layout: Layout, model: ir.Model, ctx: PassContext
+    ) -> str | int:
         """Why the three nodes are not exactly the layout, or the blocksize when they are."""
         if not sole_consumer(first.outputs[0], node) or not sole_consumer(node.outputs[0], last):
             return "an intermediate tensor has another consumer or is a graph output"

@@ -23,7 +23,9 @@ class Simplify(Pass):
 
         proto = ir.serde.serialize_model(ir.external_data.load_to_model(model.clone()))
         try:
-            simplified, _ = onnxsim.simplify(proto, overwrite_input_shapes=ctx.input_shapes or None, include_subgraph=True)
+            simplified, _ = onnxsim.simplify(
+                proto, overwrite_input_shapes=ctx.input_shapes or None, include_subgraph=True
+            )
         except Exception as exc:  # onnxsim raises anything from C++ and onnxruntime
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise SkipPass(f"onnxsim failed: {reason}") from None

@@ -96,16 +96,24 @@ def _perm(node: ir.Node, rank: int) -> list[int] | None:
     return perm if sorted(perm) == list(range(rank)) else None
 
 
-def _flattening_problem(dims: list[int | None] | None, p: list[int], axis: int, new_axis: int, opset: int) -> str | None:
+def _flattening_problem(
+    dims: list[int | None] | None, p: list[int], axis: int, new_axis: int, opset: int
+) -> str | None:
     """Before opset 13: why the old or the new Softmax would not be a single-axis softmax."""
     if dims is None or len(dims) != len(p):
-        return (f"at opset {opset} Softmax flattens from its axis and the input shape is unknown; "
-                "give --input-shape, or --opset 13 enables this rewrite")
+        return (
+            f"at opset {opset} Softmax flattens from its axis and the input shape is unknown; "
+            "give --input-shape, or --opset 13 enables this rewrite"
+        )
     transposed = [dims[i] for i in p]
-    if any(d != 1 for d in transposed[axis + 1:]):
-        return (f"at opset {opset} the softmax spans axes {axis}.. of {transposed}, not one axis; "
-                "--opset 13 enables this rewrite")
-    if any(d != 1 for d in dims[new_axis + 1:]):
-        return (f"at opset {opset} Softmax(axis={new_axis}) would flatten dims {dims[new_axis + 1:]} of the input "
-                f"{dims} into the softmax; --opset 13 enables this rewrite")
+    if any(d != 1 for d in transposed[axis + 1 :]):
+        return (
+            f"at opset {opset} the softmax spans axes {axis}.. of {transposed}, not one axis; "
+            "--opset 13 enables this rewrite"
+        )
+    if any(d != 1 for d in dims[new_axis + 1 :]):
+        return (
+            f"at opset {opset} Softmax(axis={new_axis}) would flatten dims {dims[new_axis + 1 :]} of the input "
+            f"{dims} into the softmax; --opset 13 enables this rewrite"
+        )
     return None

@@ -10,6 +10,7 @@ from optimizer import __version__
 from optimizer.cli.console import verbosity_options
 from optimizer.cli.optimize_cmd import optimize_command
 from optimizer.cli.passes_cmd import passes_command
+from optimizer.cli.whitelist_cmd import whitelist_command
 from optimizer.errors import UserError
 
 
@@ -22,6 +23,7 @@ def cli() -> None:
 
 cli.add_command(optimize_command)
 cli.add_command(passes_command)
+cli.add_command(whitelist_command)
 
 
 def main(argv: list[str] | None = None) -> None:

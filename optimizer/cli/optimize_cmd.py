@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from optimizer.cli.console import verbosity_options, note, progress, settings, stdout_console, write_json
+from optimizer.cli.console import note, progress, settings, stdout_console, verbosity_options, write_json
 from optimizer.cli.options import input_shape_option, pipeline_options
 
 
@@ -17,20 +17,48 @@ from optimizer.cli.options import input_shape_option, pipeline_options
 @pipeline_options
 @input_shape_option
 @click.option("--no-verify", is_flag=True, help="Skip the onnxruntime check of the outputs.")
-@click.option("--inputs", type=click.Path(path_type=Path), metavar="FILE.npz", help="Verify on these inputs (arrays by input name).")
-@click.option("--rtol", type=click.FloatRange(0), help="Relative tolerance for float outputs (default by dtype; fp32 1e-4).")
-@click.option("--atol", type=click.FloatRange(0), help="Absolute tolerance for float outputs (default by dtype; fp32 1e-5).")
+@click.option(
+    "--inputs",
+    type=click.Path(path_type=Path),
+    metavar="FILE.npz",
+    help="Verify on these inputs (arrays by input name).",
+)
+@click.option(
+    "--rtol", type=click.FloatRange(0), help="Relative tolerance for float outputs (default by dtype; fp32 1e-4)."
+)
+@click.option(
+    "--atol", type=click.FloatRange(0), help="Absolute tolerance for float outputs (default by dtype; fp32 1e-5)."
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random verification inputs.")
 @click.option("--dry-run", is_flag=True, help="Report what each pass would change; write no model.")
-@click.option("--report", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE.json", help="Write the JSON report here.")
+@click.option(
+    "--report", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE.json", help="Write the JSON report here."
+)
 @click.option("--in-place", is_flag=True, help="Overwrite the input model (atomically).")
 @click.option("--strict", is_flag=True, help="Exit 1 when a pass fails or is dropped for breaking numerics.")
 @click.option("--fixed-point", is_flag=True, help="Repeat the pipeline until nothing changes.")
-@click.option("--max-rounds", type=click.IntRange(1, 100), default=10, show_default=True, help="Cap on fixed-point rounds.")
-def optimize_command(model: Path, output: Path | None, target: str, passes: list[str] | None, opset: int | None,
-                     input_shapes: dict[str, list[int]], no_verify: bool, inputs: Path | None,
-                     rtol: float | None, atol: float | None, seed: int, dry_run: bool, report: Path | None,
-                     in_place: bool, strict: bool, fixed_point: bool, max_rounds: int) -> int:
+@click.option(
+    "--max-rounds", type=click.IntRange(1, 100), default=10, show_default=True, help="Cap on fixed-point rounds."
+)
+def optimize_command(
+    model: Path,
+    output: Path | None,
+    target: str,
+    passes: list[str] | None,
+    opset: int | None,
+    input_shapes: dict[str, list[int]],
+    no_verify: bool,
+    inputs: Path | None,
+    rtol: float | None,
+    atol: float | None,
+    seed: int,
+    dry_run: bool,
+    report: Path | None,
+    in_place: bool,
+    strict: bool,
+    fixed_point: bool,
+    max_rounds: int,
+) -> int:
     """Optimise MODEL with the target's pipeline (or --passes), verify it and write it to -o."""
     from optimizer.errors import UserError
     from optimizer.optimize import OptimizeOptions, optimize
@@ -38,9 +66,21 @@ def optimize_command(model: Path, output: Path | None, target: str, passes: list
     if report is not None and not report.parent.is_dir():
         raise UserError(f"--report {report}: folder {report.parent} does not exist")
     options = OptimizeOptions(
-        input=model, output=output, passes=passes, target=target, opset=opset, input_shapes=input_shapes,
-        verify=not no_verify, inputs=inputs, rtol=rtol, atol=atol, seed=seed, dry_run=dry_run,
-        in_place=in_place, fixed_point=fixed_point, max_rounds=max_rounds,
+        input=model,
+        output=output,
+        passes=passes,
+        target=target,
+        opset=opset,
+        input_shapes=input_shapes,
+        verify=not no_verify,
+        inputs=inputs,
+        rtol=rtol,
+        atol=atol,
+        seed=seed,
+        dry_run=dry_run,
+        in_place=in_place,
+        fixed_point=fixed_point,
+        max_rounds=max_rounds,
     )
     with progress() as say:
         result = optimize(options, say)
@@ -59,8 +99,15 @@ def print_summary(result) -> None:
     console = stdout_console()
     verbose = settings().verbose
     table = Table(title=f"onnx-opt optimize: {result.input} (target {result.target})", title_justify="left")
-    for column, justify in [("pass", "left"), ("status", "left"), ("matches", "right"), ("changes", "right"),
-                            ("nodes", "right"), ("ms", "right"), ("detail", "left")]:
+    for column, justify in [
+        ("pass", "left"),
+        ("status", "left"),
+        ("matches", "right"),
+        ("changes", "right"),
+        ("nodes", "right"),
+        ("ms", "right"),
+        ("detail", "left"),
+    ]:
         table.add_column(column, justify=justify, overflow="fold")
     for record in result.records:
         detail = record.reason or "; ".join(record.notes)
@@ -70,8 +117,15 @@ def print_summary(result) -> None:
             detail = f"left {len(record.skips)}: {record.skips[0]['reason']}"
         if result.dry_run and record.changed_nodes:
             detail = "would change " + ", ".join(record.changed_nodes) + (f"; {detail}" if detail else "")
-        table.add_row(record.name, record.status, str(record.matches), str(record.changes),
-                      f"{record.nodes_before}->{record.nodes_after}", f"{record.seconds * 1000:.1f}", detail)
+        table.add_row(
+            record.name,
+            record.status,
+            str(record.matches),
+            str(record.changes),
+            f"{record.nodes_before}->{record.nodes_after}",
+            f"{record.seconds * 1000:.1f}",
+            detail,
+        )
     console.print(table)
     if verbose:
         for record in result.records:
@@ -86,7 +140,8 @@ def print_summary(result) -> None:
     for line in result.notes:
         note(f"note: {line}")
     if result.written:
-        console.print(f"wrote {', '.join(result.written)}  (opset {result.opset_after}, {result.nodes_before} -> {result.nodes_after} nodes)")
+        nodes = f"{result.nodes_before} -> {result.nodes_after} nodes"
+        console.print(f"wrote {', '.join(result.written)}  (opset {result.opset_after}, {nodes})")
     elif result.dry_run:
         console.print("dry run: nothing written")
 
@@ -100,7 +155,13 @@ def print_verification(console, checked) -> None:
     for column in ("output", "dtype", "shape", "max abs diff", "max rel diff", "cosine", "verdict"):
         table.add_column(column)
     for check in checked.outputs:
-        table.add_row(check.name, check.dtype, "x".join(map(str, check.shape)) or "scalar",
-                      f"{check.max_abs_diff:.3g}", f"{check.max_rel_diff:.3g}", f"{check.cosine:.6f}",
-                      "ok" if check.ok else f"FAIL {check.problem or f'(rtol {check.rtol:g}, atol {check.atol:g})'}")
+        table.add_row(
+            check.name,
+            check.dtype,
+            "x".join(map(str, check.shape)) or "scalar",
+            f"{check.max_abs_diff:.3g}",
+            f"{check.max_rel_diff:.3g}",
+            f"{check.cosine:.6f}",
+            "ok" if check.ok else f"FAIL {check.problem or f'(rtol {check.rtol:g}, atol {check.atol:g})'}",
+        )
     console.print(table)

@@ -45,14 +45,21 @@ def input_shape_option(func: Callable[..., Any]) -> Callable[..., Any]:
 def pipeline_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--target``, ``--passes`` and ``--opset``."""
     func = click.option(
-        "--opset", type=click.IntRange(1, None), metavar="N",
+        "--opset",
+        type=click.IntRange(1, None),
+        metavar="N",
         help="Convert to this ONNX opset: an upgrade runs before the passes, a downgrade after them.",
     )(func)
     func = click.option(
-        "--passes", callback=_parse_passes, metavar="a,b",
+        "--passes",
+        callback=_parse_passes,
+        metavar="a,b",
         help="Run these passes instead of the target's pipeline ('none' runs no pass).",
     )(func)
     return click.option(
-        "--target", default=DEFAULT_TARGET, show_default=True, metavar="T",
+        "--target",
+        default=DEFAULT_TARGET,
+        show_default=True,
+        metavar="T",
         help="Target whose default pipeline and facts apply (see 'onnx-opt passes').",
     )(func)

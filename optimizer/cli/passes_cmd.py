@@ -6,7 +6,7 @@ import json
 
 import click
 
-from optimizer.cli.console import verbosity_options, note, stdout_console
+from optimizer.cli.console import note, stdout_console, verbosity_options
 
 
 @click.command("passes")
@@ -22,7 +22,10 @@ def passes_command(as_json: bool) -> int:
     for warning in load_warnings():
         note(f"warning: {warning}")
     if as_json:
-        data = {"passes": rows, "targets": {t.name: {"description": t.description, "pipeline": list(t.pipeline)} for t in targets}}
+        data = {
+            "passes": rows,
+            "targets": {t.name: {"description": t.description, "pipeline": list(t.pipeline)} for t in targets},
+        }
         click.echo(json.dumps(data, indent=2))
         return 0
     from rich.table import Table
