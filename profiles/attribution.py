@@ -2,11 +2,13 @@
 
 Rules, in order, for each row (kernel) name:
 1. a node with exactly that name;
-2. an ATC-inserted layout op (`trans_` prefix, e.g. `trans_TransData_12`, or type TransData /
-   TransDataSpecial): no ONNX node, reported as inserted;
+2. an ATC-inserted op (`trans_` prefix, e.g. `trans_TransData_12`, or a layout type such as
+   TransData, see profiles.hotspots): no ONNX node, reported as inserted;
 3. node names found inside the row name on `_` boundaries (`PartitionedCall_AvgPool_45_2` holds
    `AvgPool_45`); a match inside a longer match is dropped, and the row maps only when exactly
-   one node remains. Rows naming several nodes (fused kernels) stay unmapped, listed as ambiguous.
+   one node remains, or when exactly one of several has the row's op type (a fused
+   `Conv_52_Relu_53` of type Conv2D is the Conv node). Other rows naming several nodes stay
+   unmapped, listed as ambiguous.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from .hotspots import canonical_op_type
 from .model import Profile
 
 INSERTED_PREFIX = "trans_"
-LAYOUT_TYPES = ("TransData", "TransDataSpecial")
 
 
 @dataclass
@@ -37,16 +39,22 @@ class Attribution:
 
 def attribute(profile: Profile, nodes: list[tuple[str, str]]) -> Attribution:
     """Attribute each row of `profile.ops` to one of `nodes`, given as (node name, op type) pairs."""
-    names = frozenset(name for name, _ in nodes if name)
+    op_types = {name: op_type for name, op_type in nodes if name}
+    names = frozenset(op_types)
     match = lru_cache(maxsize=None)(lambda row_name: _candidates(row_name, names))
     result = Attribution()
     for i, op in enumerate(profile.ops):
         if op.name in names:
             result.mapping[i] = op.name
-        elif op.name.startswith(INSERTED_PREFIX) or op.op_type in LAYOUT_TYPES:
+            continue
+        onnx_type, category = canonical_op_type(op.op_type)
+        if op.name.startswith(INSERTED_PREFIX) or category == "layout":
             result.inserted.append(i)
-        elif len(found := match(op.name)) == 1:
-            result.mapping[i] = found[0]
+            continue
+        found = match(op.name)
+        same_type = [n for n in found if op_types[n] == onnx_type]
+        if len(found) == 1 or len(same_type) == 1:
+            result.mapping[i] = found[0] if len(found) == 1 else same_type[0]
         else:
             result.unmapped.append(i)
             if found:

@@ -64,14 +64,13 @@ def _table(c: Comparison) -> str:
 def _bar_chart_png(c: Comparison) -> bytes | None:
     """Horizontal bars, before vs after, for the largest rows; None without matplotlib."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         return None
     rows = c.rows[:CHART_ROWS][::-1]
     fig = Figure(figsize=(9, 1 + 0.35 * max(len(rows), 1)))
+    FigureCanvasAgg(fig)  # the Agg backend for this figure only, no global backend switch
     ax = fig.add_subplot()
     y = range(len(rows))
     ax.barh([i + 0.2 for i in y], [r.before_us for r in rows], height=0.4, label="before")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -140,7 +140,7 @@ class Profile:
         for s in self.stats:
             m = merged.get(s.op_type)
             if m is None:
-                merged[s.op_type] = OpTypeStat(**vars(s))
+                merged[s.op_type] = replace(s)
                 continue
             cores = sorted({*(m.core_type or "").split("/"), s.core_type or ""} - {""})
             m.core_type = "/".join(cores) or None

@@ -8,14 +8,7 @@ from pathlib import Path
 from . import latency_json
 from .errors import ProfileError
 from .model import Profile
-from .readers import (
-    ais_bench,
-    benchmark,
-    msprof_dir,
-    op_statistic,
-    op_summary,
-    ort_trace,
-)
+from .readers import ais_bench, benchmark, msprof_dir, op_statistic, op_summary, ort_trace
 from .readers.table import first_row, model_name, parse_table, require_rows
 from .readers.text import load_text
 

@@ -11,25 +11,28 @@ newest export are concatenated in slice order.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ProfileError
 from ..latency_json import latency_from_json, load_latency_doc
 from ..model import Profile
 from . import op_statistic, op_summary
-from .table import model_name, parse_table, require_rows
+from .table import Table, model_name, parse_table, require_rows
 from .text import load_text
 
 PROF_DIR = re.compile(r"^PROF_\d+_(\d+)_[A-Za-z0-9]+$")
 TRAILING = re.compile(r"_(\d+)\.\w+$")
 SLICE = re.compile(r"_slice_(\d+)_")
 SUBDIRS = ("mindstudio_profiler_output", "ASCEND_PROFILER_OUTPUT", "summary")
-OPS = ("op_summary", "kernel_details")
 
 
 def read_dir(path: Path) -> Profile:
     """One Profile from the newest op_summary, op_statistic and latency files under `path`."""
-    folder = find_csv_dir(path)
+    try:
+        folder = find_csv_dir(path)
+    except OSError as e:
+        raise ProfileError(f"{path}: cannot list the directory: {e.strerror or e}") from None
     if folder is None:
         raise ProfileError(
             f"{path}: no profile in this directory; expected op_summary_*.csv / op_statistic_*.csv, "
@@ -86,18 +89,16 @@ def find_csv_dir(path: Path) -> Path | None:
 
 
 def _files(folder: Path) -> dict[str, list[Path]]:
-    csvs = [p for p in folder.iterdir() if p.is_file()]
-    ops = next(([p for p in csvs if _named(p, name, ".csv")] for name in OPS
-                if any(_named(p, name, ".csv") for p in csvs)), [])
+    files = [p for p in folder.iterdir() if p.is_file()]
+
+    def named(stem: str, suffix: str = ".csv") -> list[Path]:
+        return [p for p in files if p.suffix.lower() == suffix and (p.stem == stem or p.stem.startswith(stem + "_"))]
+
     return {
-        "ops": _newest(ops),
-        "stats": _newest([p for p in csvs if _named(p, "op_statistic", ".csv")]),
-        "latency": _newest([p for p in csvs if _named(p, "latency", ".json")]),
+        "ops": _newest(named("op_summary") or named("kernel_details")),
+        "stats": _newest(named("op_statistic")),
+        "latency": _newest(named("latency", ".json")),
     }
-
-
-def _named(p: Path, stem: str, suffix: str) -> bool:
-    return p.suffix.lower() == suffix and (p.stem == stem or p.stem.startswith(stem + "_"))
 
 
 def _newest(files: list[Path]) -> list[Path]:
@@ -116,7 +117,7 @@ def _number(name: str) -> int:
     return int(m.group(1)) if m else -1
 
 
-def _table(path: Path, matches, expected: str):
+def _table(path: Path, matches: Callable[[list[str]], bool], expected: str) -> Table:
     table = parse_table(path, load_text(path))
     if not matches(table.header):
         raise ProfileError(f"{path}: not {expected}")

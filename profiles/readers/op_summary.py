@@ -1,9 +1,9 @@
 """Reader for msprof op_summary CSVs of every CANN era and torch_npu kernel_details.csv.
 
-Column names differ by era (ASCEND_FACTS 1.2): `Op Name`/`OP Name`/`Name`, `Task Start Time`
-(nanoseconds: in the msopst golden file each start is the previous start + 1000 x (previous
-duration + this wait) in us),
-`Task Start Time(us)`/`Start Time(us)`, `Block Dim`/`Block Num`, torch_npu's renamed columns.
+Column names differ by era (ASCEND_FACTS 1.2): `Op Name`/`OP Name`/`Name`, `Task Start Time(us)`/
+`Start Time(us)`, `Block Dim`/`Block Num`, torch_npu's renamed columns. The unit-less
+`Task Start Time` of CANN 5.x is in nanoseconds: in the msopst golden file each start is the
+previous start plus 1000 x (previous duration + this wait in us).
 Dtypes lose their `DT_` prefix and formats their `FORMAT_` prefix, so eras compare equal.
 """
 

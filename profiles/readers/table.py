@@ -17,7 +17,8 @@ class Table:
     path: Path
     header: list[str]
     rows: list[tuple[int, dict[str, str]]] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # "file:line" of rows with a wrong field count
+    skipped: list[str] = field(default_factory=list)  # "file:line" of rows that could not be read
+    records: int = 0  # data rows in the file, read or not
 
     def column(self, *aliases: str) -> str | None:
         """The header's name for the first alias present (case-insensitive), else None."""
@@ -46,11 +47,13 @@ def parse_table(path: Path, text: str) -> Table:
                 records.append((reader.line_num, cells))
     except csv.Error as e:
         raise ProfileError(f"{path}: garbled CSV: {e}") from None
+    if not records:
+        raise ProfileError(f"{path}: CSV without a header; expected a profile CSV")
     header = [c.strip() for c in records[0][1]]
-    table = Table(path, header)
+    table = Table(path, header, records=len(records) - 1)
     for i, (line, cells) in enumerate(records[1:], start=2):
         if len(cells) == len(header):
-            table.rows.append((line, dict(zip(header, cells))))
+            table.rows.append((line, dict(zip(header, cells, strict=True))))
         elif i == len(records) and not text.endswith(("\n", "\r")):
             raise ProfileError(
                 f"{path}: truncated CSV: last row (line {line}) has {len(cells)} of {len(header)} fields"
@@ -63,8 +66,7 @@ def parse_table(path: Path, text: str) -> Table:
 def require_rows(table: Table, items: list) -> None:
     """Raise ProfileError when a profile CSV yields nothing readable."""
     if not items:
-        n = len(table.rows) + len(table.skipped)
-        what = f"none of its {n} rows parse" if n else "a header but no rows"
+        what = f"none of its {table.records} rows parse" if table.records else "a header but no rows"
         raise ProfileError(f"{table.path}: {what}; expected at least one profiled op")
 
 

@@ -43,6 +43,8 @@ def names(cell: str | None, prefix: str = "") -> list[str]:
 
 
 def core_type(cell: str | None) -> str | None:
-    """'AI Core' (CANN 5.0.2) and 'AI_CORE' (later) -> 'AI_CORE'."""
+    """'AI Core' (CANN 5.0.2) and 'AI_CORE' (later) -> 'AI_CORE'; names without blanks unchanged."""
     s = clean(cell)
-    return None if s is None else s.upper().replace(" ", "_")
+    if s is None or " " not in s:
+        return s
+    return s.upper().replace(" ", "_")
