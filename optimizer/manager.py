@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
-import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
 
 from optimizer.errors import UserError
-from optimizer.modelio import EXTERNAL_DATA_THRESHOLD, weight_bytes
+from optimizer.modelio import check_model
 from optimizer.passapi import Pass, PassContext, PassResult, SkipPass, iter_nodes
 from optimizer.registry import get_pass
 
@@ -131,6 +130,7 @@ class PassManager:
         try:
             result = pass_.run(model.clone(), self.ctx)
             if result.modified:
+                TopologicalSortPass()(result.model)
                 check_model(result.model)
         except SkipPass as exc:
             record.seconds += time.perf_counter() - started
@@ -172,14 +172,3 @@ def cleanup(model: ir.Model) -> PassRecord:
     record.status = CHANGED if record.changes else UNCHANGED
     record.seconds = time.perf_counter() - started
     return record
-
-
-def check_model(model: ir.Model) -> None:
-    """Run the onnx checker on ``model``; raise ``onnx.checker.ValidationError`` if it fails.
-
-    Models whose weights exceed protobuf's 2 GiB limit in memory are not checked here
-    (they are checked from the saved file).
-    """
-    if weight_bytes(model) > EXTERNAL_DATA_THRESHOLD:
-        return
-    onnx.checker.check_model(ir.serde.serialize_model(model))

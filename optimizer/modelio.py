@@ -30,6 +30,10 @@ def load_model(path: str | os.PathLike) -> ir.Model:
     path = Path(path)
     proto = load_proto(path)
     check_external_data(proto, path.parent)
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as exc:
+        raise UserError(f"{path}: invalid ONNX model, or truncated ({_first_line(exc)})") from None
     model = ir.serde.deserialize_model(proto)
     ir.external_data.set_base_dir(model.graph, path.parent)
     return model
@@ -49,10 +53,6 @@ def load_proto(path: Path) -> onnx.ModelProto:
         raise UserError(f"{path}: not an ONNX model, or truncated ({_first_line(exc)})") from None
     if not proto.HasField("graph") or proto.ir_version <= 0 or not proto.opset_import:
         raise UserError(f"{path}: not an ONNX model (no graph, IR version or opset import)")
-    try:
-        onnx.checker.check_model(proto)
-    except Exception as exc:
-        raise UserError(f"{path}: invalid ONNX model, or truncated ({_first_line(exc)})") from None
     return proto
 
 
@@ -111,9 +111,32 @@ def save_model(model: ir.Model, path: str | os.PathLike, *, external_data: bool 
     return written
 
 
+def check_model(model: ir.Model) -> None:
+    """Run the onnx checker on ``model``; raise ``onnx.checker.ValidationError`` if it fails.
+
+    External data is checked from its folder (the checker resolves locations against the
+    working directory for in-memory models). Models whose in-memory weights exceed
+    protobuf's 2 GiB limit cannot be serialised for the checker and are checked on load.
+    """
+    external = list(_external_tensors(model))
+    if weight_bytes(model) - sum(tensor.nbytes for tensor in external) > EXTERNAL_DATA_THRESHOLD:
+        return
+    proto = ir.serde.serialize_model(model)
+    folders = {Path(tensor.base_dir) for tensor in external}
+    if not folders:
+        onnx.checker.check_model(proto)
+        return
+    here = os.getcwd()
+    os.chdir(folders.pop())
+    try:
+        onnx.checker.check_model(proto)
+    finally:
+        os.chdir(here)
+
+
 def has_external_data(model: ir.Model) -> bool:
     """Whether any initializer of the model lives in an external data file."""
-    return any(isinstance(v.const_value, ir.ExternalTensor) for v in _initializers(model))
+    return any(True for _ in _external_tensors(model))
 
 
 def weight_bytes(model: ir.Model) -> int:
@@ -132,6 +155,12 @@ def _with_inline_weights(model: ir.Model) -> ir.Model:
 def _initializers(model: ir.Model) -> Iterator[ir.Value]:
     for graph in model.graphs():
         yield from graph.initializers.values()
+
+
+def _external_tensors(model: ir.Model) -> Iterator[ir.ExternalTensor]:
+    for value in _initializers(model):
+        if isinstance(value.const_value, ir.ExternalTensor):
+            yield value.const_value
 
 
 def _all_tensors(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:

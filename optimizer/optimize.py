@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import onnx
 import onnx_ir as ir
 
 from optimizer import __version__
@@ -19,6 +20,7 @@ from optimizer.passapi import PassContext, model_opset
 from optimizer.registry import all_passes, get_pass
 from optimizer.targets import DEFAULT_TARGET, load_target
 from optimizer.verify import (
+    MISSING,
     Verification,
     compare_outputs,
     input_specs,
@@ -105,6 +107,9 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
         clock = now
 
     output = _output_path(options)
+    newest = onnx.defs.onnx_opset_version()
+    if options.opset is not None and not 1 <= options.opset <= newest:
+        raise UserError(f"--opset {options.opset}: onnx knows opsets 1 to {newest}")
     target = load_target(options.target)
     names = list(target.pipeline if options.passes is None else options.passes)
     for name in names:
@@ -123,10 +128,17 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
     say("converting opset")
     model = _upgrade(original.clone(), options)
     if final_opset < opset_before:
-        for name, cls in all_passes().items():
-            if name not in names and cls().needed_for_downgrade(model, final_opset):
-                names.append(name)
-                notes.append(f"added {name}: the model needs it before conversion to opset {final_opset}")
+        needed = [
+            n for n, cls in all_passes().items() if n not in names and cls().needed_for_downgrade(model, final_opset)
+        ]
+        if needed and options.passes == []:
+            raise UserError(
+                f"the model needs {', '.join(needed)} before onnx can convert it to opset "
+                f"{final_opset}, and --passes none runs no pass"
+            )
+        for name in needed:
+            names.append(name)
+            notes.append(f"added {name}: the model needs it before conversion to opset {final_opset}")
     if not target.accepts_opset(final_opset):
         low, high = target.opsets
         notes.append(
@@ -197,9 +209,14 @@ class _Verifier:
     def check(self, model: ir.Model) -> Verification:
         try:
             outputs = run_onnxruntime(model, self.feeds)
-        except Exception:  # the optimised model does not run: every output fails
-            outputs = {}
+        except Exception as exc:  # the optimised model does not run: every output fails
+            outputs, refusal = {}, (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        else:
+            refusal = None
         checks = compare_outputs(self.reference, outputs, self.options.rtol, self.options.atol)
+        for check in checks:
+            if refusal and check.problem == MISSING:
+                check.problem = f"onnxruntime cannot run the optimised model: {refusal}"
         return verification(checks, self.feeds, self.source)
 
 

@@ -82,37 +82,44 @@ class PassContext:
     target: Target
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
     final_opset: int | None = None
-    _shapes: dict[str, tuple[Any, ...]] | None = field(default=None, repr=False)
+    _shapes: dict[bool, dict[str, tuple[Any, ...]]] = field(default_factory=dict, repr=False)
 
-    def dims_of(self, value: ir.Value | None, model: ir.Model) -> list[int | None] | None:
-        """Dims of ``value`` (None for a dynamic dim), from the model or inferred; None if rank unknown.
+    def dims_of(
+        self, value: ir.Value | None, model: ir.Model, *, assume_input_shapes: bool = False
+    ) -> list[int | None] | None:
+        """Dims of ``value`` (None for a dynamic dim) from the model or shape inference; None if rank unknown.
 
-        Inference (with ``--input-shape``) runs at most once per pass run.
+        By default only what the model itself fixes counts, so a rewrite stays valid for every
+        input the model accepts. Analyses pass ``assume_input_shapes=True`` to take
+        ``--input-shape`` into account. Inference runs at most once per pass run and kind.
         """
         if value is None:
             return None
         shape = value.shape
         if shape is not None and shape.is_static():
             return [int(d) for d in shape]
-        if self._shapes is None:
-            self._shapes = infer_value_shapes(model, self.input_shapes)
-        dims = self._shapes.get(value.name) if value.name else None
+        key = bool(assume_input_shapes and self.input_shapes)
+        if key not in self._shapes:
+            self._shapes[key] = infer_value_shapes(model, self.input_shapes if key else {})
+        dims = self._shapes[key].get(value.name) if value.name else None
         if dims is None:
             if shape is None:
                 return None
             dims = tuple(shape)
         return [d if isinstance(d, int) else None for d in dims]
 
-    def shape_of(self, value: ir.Value | None, model: ir.Model) -> list[int] | None:
+    def shape_of(
+        self, value: ir.Value | None, model: ir.Model, *, assume_input_shapes: bool = False
+    ) -> list[int] | None:
         """The fully static shape of ``value``, or None when unknown or partly dynamic."""
-        dims = self.dims_of(value, model)
+        dims = self.dims_of(value, model, assume_input_shapes=assume_input_shapes)
         if dims is None or any(d is None for d in dims):
             return None
         return [int(d) for d in dims]
 
     def forget_shapes(self) -> None:
         """Drop inferred shapes; the manager calls this before every pass."""
-        self._shapes = None
+        self._shapes = {}
 
     def dynamic_input(self, model: ir.Model) -> str | None:
         """Why the graph inputs are not all static (first dynamic dim), or None."""

@@ -21,6 +21,7 @@ TOLERANCES: dict[str, tuple[float, float]] = {
     "float64": (1e-7, 1e-9),
 }
 INTEGER_RANGE = (0, 3)  # small and non-negative: safe as indices, token ids and counts
+MISSING = "missing from the optimised model"
 
 
 @dataclass
@@ -109,11 +110,11 @@ def random_inputs(specs: list[InputSpec], seed: int = 0) -> dict[str, np.ndarray
     feeds = {}
     for spec in specs:
         if spec.dtype == np.bool_:
-            feeds[spec.name] = rng.random(spec.shape) < 0.5
+            feeds[spec.name] = np.asarray(rng.random(spec.shape) < 0.5)
         elif np.issubdtype(spec.dtype, np.integer):
-            feeds[spec.name] = rng.integers(*INTEGER_RANGE, size=spec.shape).astype(spec.dtype)
+            feeds[spec.name] = np.asarray(rng.integers(*INTEGER_RANGE, size=spec.shape), dtype=spec.dtype)
         elif np.issubdtype(spec.dtype, np.floating):
-            feeds[spec.name] = rng.standard_normal(spec.shape).astype(spec.dtype)
+            feeds[spec.name] = np.asarray(rng.standard_normal(spec.shape), dtype=spec.dtype)
         else:
             raise UserError(
                 f"cannot make random data for input '{spec.name}' of type {spec.dtype}; give --inputs FILE.npz"
@@ -184,7 +185,7 @@ def compare_outputs(
         )
         actual = candidate.get(name)
         if actual is None:
-            check.ok, check.problem = False, "missing from the optimised model"
+            check.ok, check.problem = False, MISSING
         elif actual.shape != expected.shape or actual.dtype != expected.dtype:
             check.ok = False
             check.problem = f"{actual.dtype}{list(actual.shape)} instead of {dtype}{list(expected.shape)}"
@@ -213,11 +214,17 @@ def _measure(check: OutputCheck, expected: np.ndarray, actual: np.ndarray) -> No
     if ref.size == 0:
         return
     same = ref == out  # also covers equal infinities
-    diff = np.where(same, 0.0, np.abs(ref - out))
+    with np.errstate(invalid="ignore"):
+        diff = np.nan_to_num(np.where(same, 0.0, np.abs(ref - out)), nan=np.inf)
     check.max_abs_diff = float(diff.max())
-    check.max_rel_diff = float((diff / np.maximum(np.abs(ref), np.finfo(np.float64).tiny)).max())
-    norms = np.linalg.norm(ref) * np.linalg.norm(out)
-    check.cosine = float(np.dot(ref, out) / norms) if norms > 0 else float(np.array_equal(ref, out))
+    nonzero = ref != 0  # relative difference where the reference is not 0 (inf if all are 0 and differ)
+    if nonzero.any():
+        check.max_rel_diff = float((diff[nonzero] / np.abs(ref[nonzero])).max())
+    else:
+        check.max_rel_diff = 0.0 if check.max_abs_diff == 0 else float("inf")
+    finite = np.isfinite(ref) & np.isfinite(out)
+    norms = np.linalg.norm(ref[finite]) * np.linalg.norm(out[finite])
+    check.cosine = float(np.dot(ref[finite], out[finite]) / norms) if norms > 0 else float(np.array_equal(ref, out))
     check.ok = check.ok and bool(np.all(diff <= check.atol + check.rtol * np.abs(ref)))
 
 

@@ -13,6 +13,7 @@ import ast
 import difflib
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,7 +212,8 @@ def _find_lists(wrapper) -> list:
 
 
 def _check_writable(path: Path) -> None:
-    if not os.access(path, os.W_OK):
+    no_write_bits = not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    if no_write_bits or not os.access(path, os.W_OK):  # root may write anything: respect the mode too
         raise UserError(f"{path} is read-only: run as a user who may write it; nothing was changed")
     if not os.access(path.parent, os.W_OK):
         raise UserError(f"{path.parent} is read-only: the atomic write needs it; nothing was changed")

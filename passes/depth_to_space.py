@@ -103,7 +103,7 @@ class DecomposeDepthToSpace(NodePass):
         layout = _layout_of(node)
         dims = _static_chw(ctx.dims_of(node.inputs[0], model))
         if dims is None:
-            return Skip(label, "needs static C, H and W of the input (give --input-shape)")
+            return Skip(label, "needs static C, H and W of the input (fix them with simplify and --input-shape)")
         n, c, h, w = dims
         if b < 1 or c % (b * b):
             return Skip(label, f"blocksize {b} does not divide the {c} channels into b*b groups")
@@ -180,7 +180,7 @@ class FuseDepthToSpace(NodePass):
             return "Reshape with allowzero=1 is not handled"
         dims = _static_chw(ctx.dims_of(first.inputs[0], model))
         if dims is None:
-            return "needs a 4-D input with static C, H and W (give --input-shape)"
+            return "needs a 4-D input with static C, H and W (fix them with simplify and --input-shape)"
         n, c, h, w = dims
         split = _resolve(const_ints(first.inputs[1]), [n, c, h, w])
         if split is None or len(split) != 6:

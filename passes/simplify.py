@@ -19,7 +19,10 @@ class Simplify(Pass):
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
         """Simplify a serialised copy with onnxsim and report the nodes it removed."""
+        import onnxruntime
         import onnxsim
+
+        onnxruntime.set_default_logger_severity(3)  # onnxsim's folding errors are reported as the skip reason
 
         proto = ir.serde.serialize_model(ir.external_data.load_to_model(model.clone()))
         try:
@@ -31,13 +34,18 @@ class Simplify(Pass):
             raise SkipPass(f"onnxsim failed: {reason}") from None
         simplified.ir_version = model.ir_version
         result = ir.serde.deserialize_model(simplified)
+        fixed = [
+            Change(f"fixed the shape of input {new.name} to {list(new.shape)}")
+            for old, new in zip(model.graph.inputs, result.graph.inputs, strict=False)
+            if old.shape != new.shape
+        ]
         after = _signatures(result)
-        if after == _signatures(model):
-            return PassResult(model)
         kept = set(after)
         removed = [node_label(node) for node in iter_nodes(model) if _signature(node) not in kept]
-        changes = [Change("folded or removed", (label,)) for label in removed] or [Change("rewrote nodes")]
-        return PassResult(result, changes)
+        changes = fixed + [Change("folded or removed", (label,)) for label in removed]
+        if not changes and after == _signatures(model):
+            return PassResult(model)
+        return PassResult(result, changes or [Change("rewrote nodes")])
 
 
 def _signatures(model: ir.Model) -> list[tuple]:

@@ -34,7 +34,7 @@ class TransposeWhitelist(Pass):
             source = node.inputs[0]
             if source is None or source.const_value is not None:
                 continue
-            shape = ctx.shape_of(source, model)
+            shape = ctx.shape_of(source, model, assume_input_shapes=True)
             if shape is None:
                 skips.append(Skip(node_label(node), "input shape is not static (give --input-shape)"))
                 continue

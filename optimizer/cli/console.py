@@ -71,7 +71,7 @@ def stdout_console():
     """A rich console on stdout (wide enough for tables when piped)."""
     from rich.console import Console
 
-    return Console(width=None if sys.stdout.isatty() else 120, soft_wrap=False, highlight=False)
+    return Console(width=None if sys.stdout.isatty() else 120, soft_wrap=True, highlight=False)
 
 
 def note(message: str) -> None:

@@ -112,11 +112,10 @@ def print_summary(result) -> None:
     for record in result.records:
         detail = record.reason or "; ".join(record.notes)
         if record.findings and not detail:
-            detail = "; ".join(f"{key}: {value}" for key, value in record.findings.items() if value)[:200]
+            key, value = next(iter(record.findings.items()))
+            detail = f"{key}: {value}"
         if record.skips and not detail:
             detail = f"left {len(record.skips)}: {record.skips[0]['reason']}"
-        if result.dry_run and record.changed_nodes:
-            detail = "would change " + ", ".join(record.changed_nodes) + (f"; {detail}" if detail else "")
         table.add_row(
             record.name,
             record.status,
@@ -127,10 +126,11 @@ def print_summary(result) -> None:
             detail,
         )
     console.print(table)
-    if verbose:
-        for record in result.records:
-            if record.changed_nodes and not result.dry_run:
-                console.print(f"  {record.name} changed: {', '.join(record.changed_nodes)}")
+    for record in result.records:
+        if record.changed_nodes and (verbose or result.dry_run):
+            verb = "would change" if result.dry_run else "changed"
+            console.print(f"  {record.name} {verb}: {', '.join(record.changed_nodes)}")
+        if verbose:
             for skip in record.skips:
                 console.print(f"  {record.name} left {skip['node']}: {skip['reason']}")
             for key, value in record.findings.items():

@@ -1,0 +1,142 @@
+"""Small PyTorch models behind the bundled examples and the tests (plain torch, no torchvision).
+
+- ``SKUnit``: PytorchInsight's SKConv (SK-ResNet50 guide): softmax over dim 1 of [B, M, C, 1, 1],
+  which the TorchScript exporter wraps in Transpose -> Softmax -> Transpose before opset 13.
+- ``SRNet``: a PixelShuffle super-resolution head (RDN guide): 3 -> 64*r*r channels, PixelShuffle(r);
+  Reshape -> 6-D Transpose -> Reshape at opset 9, DepthToSpace(CRD) from opset 11.
+- ``ManualShuffle``: PixelShuffle by hand with ``size()``: a shape subgraph for ``simplify`` to fold.
+- ``GhostBlock``: GhostNet's Ghost module pair (GhostNet guide), a clean convolutional block.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class SKUnit(nn.Module):
+    """SKConv of PytorchInsight: M dilated branches fused by a softmax attention over branches."""
+
+    def __init__(self, features: int = 16, branches: int = 2, reduction: int = 2, min_dim: int = 8) -> None:
+        super().__init__()
+        hidden = max(features // reduction, min_dim)
+        self.convs = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(features, features, 3, padding=1 + i, dilation=1 + i, bias=False),
+                nn.BatchNorm2d(features),
+                nn.ReLU(inplace=False),
+            )
+            for i in range(branches)
+        )
+        self.fc = nn.Sequential(nn.Conv2d(features, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU())
+        self.fcs = nn.ModuleList(nn.Conv2d(hidden, features, 1) for _ in range(branches))
+        self.softmax = nn.Softmax(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = torch.stack([conv(x) for conv in self.convs], dim=1)  # [B, M, C, H, W]
+        summary = feats.sum(dim=1).mean(dim=(2, 3), keepdim=True)  # [B, C, 1, 1]
+        z = self.fc(summary)
+        attention = torch.stack([fc(z) for fc in self.fcs], dim=1)  # [B, M, C, 1, 1]
+        attention = self.softmax(attention)
+        return (feats * attention).sum(dim=1)
+
+
+class SRNet(nn.Module):
+    """A super-resolution tail: conv to 64*r*r channels, PixelShuffle(r), conv back to RGB."""
+
+    def __init__(self, scale: int = 2, channels: int = 64) -> None:
+        super().__init__()
+        self.expand = nn.Conv2d(3, channels * scale * scale, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(scale)
+        self.out = nn.Conv2d(channels, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.shuffle(self.expand(x)))
+
+
+class ManualShuffle(nn.Module):
+    """PixelShuffle written by hand with ``size()``, as many ported models do: exported with
+    dynamic axes it becomes a Shape/Gather/Concat subgraph feeding Reshape -> Transpose -> Reshape."""
+
+    def __init__(self, scale: int = 2) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.size()
+        r = self.scale
+        y = x.view(n, c // (r * r), r, r, h, w).permute(0, 1, 4, 2, 5, 3)
+        return y.reshape(n, c // (r * r), h * r, w * r)
+
+
+class GhostModule(nn.Module):
+    """GhostNet's Ghost module: a primary conv plus cheap depthwise 'ghost' features."""
+
+    def __init__(self, inp: int, oup: int, ratio: int = 2, relu: bool = True) -> None:
+        super().__init__()
+        self.oup = oup
+        init = -(-oup // ratio)
+        act = nn.ReLU() if relu else nn.Identity()
+        self.primary = nn.Sequential(nn.Conv2d(inp, init, 1, bias=False), nn.BatchNorm2d(init), act)
+        self.cheap = nn.Sequential(
+            nn.Conv2d(init, init * (ratio - 1), 3, padding=1, groups=init, bias=False),
+            nn.BatchNorm2d(init * (ratio - 1)),
+            nn.ReLU() if relu else nn.Identity(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        primary = self.primary(x)
+        return torch.cat([primary, self.cheap(primary)], dim=1)[:, : self.oup]
+
+
+class GhostBlock(nn.Module):
+    """A Ghost bottleneck with stride 1: expand, project, residual."""
+
+    def __init__(self, channels: int = 16, hidden: int = 32) -> None:
+        super().__init__()
+        self.ghost1 = GhostModule(channels, hidden)
+        self.ghost2 = GhostModule(hidden, channels, relu=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.ghost2(self.ghost1(x))
+
+
+def export(model: nn.Module, path: Path, input_shape: tuple[int, ...], opset: int,
+           dynamic: dict[int, str] | None = None) -> Path:
+    """Export ``model`` with the TorchScript exporter (what the seed guides used), seeded and in eval mode.
+
+    ``dynamic`` names the input axes to export as dynamic (e.g. ``{0: "batch"}``).
+    """
+    import warnings
+
+    torch.manual_seed(0)
+    model.eval()
+    sample = torch.randn(*input_shape)
+    axes = {"image": dynamic, "output": {0: dynamic[0]} if 0 in dynamic else {}} if dynamic else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, sample, str(path), opset_version=opset, dynamo=False,
+            input_names=["image"], output_names=["output"], dynamic_axes=axes,
+        )
+    return path
+
+
+def build(name: str, opset: int, path: Path, dynamic_batch: bool = False, scale: int = 2) -> Path:
+    """Build a named model (``skunit``, ``srnet``, ``ghost``, ``manual-shuffle``) at ``opset`` into ``path``.
+
+    ``manual-shuffle`` always has dynamic batch, height and width.
+    """
+    torch.manual_seed(0)
+    batch = {0: "batch"} if dynamic_batch else None
+    if name == "skunit":
+        return export(SKUnit(), path, (1, 16, 14, 14), opset, batch)
+    if name == "srnet":
+        return export(SRNet(scale), path, (1, 3, 114, 114), opset, batch)
+    if name == "ghost":
+        return export(GhostBlock(), path, (1, 16, 28, 28), opset, batch)
+    if name == "manual-shuffle":
+        return export(ManualShuffle(scale), path, (1, 16 * scale * scale, 19, 19), opset, {0: "n", 2: "h", 3: "w"})
+    raise ValueError(f"unknown model {name}")

@@ -1,0 +1,50 @@
+"""Shared fixtures: real models exported with plain torch (once per session), CLI runner."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "examples"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture(scope="session")
+def torch_model(tmp_path_factory):
+    """Factory: ``torch_model("srnet", 9, scale=3)`` exports once per session and returns the path."""
+    from torch_models import build
+
+    folder = tmp_path_factory.mktemp("torch-models")
+    cache: dict[tuple, Path] = {}
+
+    def make(name: str, opset: int, *, dynamic_batch: bool = False, scale: int = 2) -> Path:
+        key = (name, opset, dynamic_batch, scale)
+        if key not in cache:
+            stem = f"{name}_x{scale}_opset{opset}{'_dyn' if dynamic_batch else ''}"
+            cache[key] = build(name, opset, folder / f"{stem}.onnx", dynamic_batch=dynamic_batch, scale=scale)
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the CLI in-process: ``code, out, err = cli("optimize", ...)``."""
+    from optimizer.cli import run
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = run([str(a) for a in args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return invoke
+
+
+@pytest.fixture
+def examples() -> Path:
+    """The bundled example models."""
+    return ROOT / "examples"

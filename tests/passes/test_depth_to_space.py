@@ -1,0 +1,146 @@
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from helpers import make_model, op_types
+from onnx import helper, numpy_helper
+
+from optimizer.testing import check_pass
+from optimizer.verify import run_onnxruntime
+
+DECOMPOSE, FUSE = "decompose-depth-to-space", "fuse-depth-to-space"
+
+
+def d2s_model(mode, blocksize, shape=(1, 18, 5, 7), opset=13):
+    n, c, h, w = shape
+    out = [n, c // blocksize**2, h * blocksize, w * blocksize]
+    attrs = {"blocksize": blocksize} if opset < 11 else {"blocksize": blocksize, "mode": mode}
+    node = helper.make_node("DepthToSpace", ["x"], ["y"], name="d2s", **attrs)
+    return make_model([node], [("x", list(shape))], [("y", out)], opset=opset)
+
+
+@pytest.mark.parametrize("mode", ["DCR", "CRD"])
+@pytest.mark.parametrize("blocksize", [2, 3])
+def test_decompose_then_fuse_round_trips(mode, blocksize):
+    model = d2s_model(mode, blocksize, (2, 9 * blocksize * blocksize // (9 if blocksize == 3 else 1) * 2, 5, 7))
+    decomposed = check_pass(DECOMPOSE, model, expect_changes=1).model
+    assert op_types(decomposed) == ["Constant", "Reshape", "Transpose", "Constant", "Reshape"]
+    fused = check_pass(FUSE, decomposed, expect_changes=1).model
+    [node] = [n for n in fused.graph if n.op_type != "Constant"]
+    assert node.op_type == "DepthToSpace"
+    assert node.attributes.get_string("mode") == mode and node.attributes.get_int("blocksize") == blocksize
+
+
+def test_decompose_keeps_a_dynamic_batch():
+    model = d2s_model("CRD", 2, ("batch", 8, 3, 3))
+    result = check_pass(DECOMPOSE, model, input_shapes={"x": [3, 8, 3, 3]}, expect_changes=1)
+    shapes = [list(n.attributes["value"].as_tensor().numpy()) for n in result.model.graph if n.op_type == "Constant"]
+    assert shapes == [[0, 2, 2, 2, 3, 3], [0, 2, 6, 6]]
+    for batch in (1, 4):
+        x = np.random.default_rng(batch).standard_normal((batch, 8, 3, 3)).astype(np.float32)
+        expected = run_onnxruntime(ir.serde.deserialize_model(model), {"x": x})["y"]
+        np.testing.assert_array_equal(run_onnxruntime(result.model, {"x": x})["y"], expected)
+    check_pass(FUSE, result.model, input_shapes={"x": [2, 8, 3, 3]}, expect_changes=1)
+
+
+def test_decompose_needs_static_channels_and_space_in_the_model_itself():
+    model = d2s_model("DCR", 2, (1, 8, "h", 3))
+    result = check_pass(DECOMPOSE, model, input_shapes={"x": [1, 8, 3, 3]}, expect_changes=0)
+    assert result.record.skips[0]["reason"] == (
+        "needs static C, H and W of the input (fix them with simplify and --input-shape)")
+
+
+def test_simplify_with_input_shapes_fixes_them_and_then_decompose_fires(cli, tmp_path):
+    from helpers import save
+
+    source = save(d2s_model("DCR", 2, (1, 8, "h", 3)), tmp_path / "d2s.onnx")
+    out = tmp_path / "o.onnx"
+    code, _, err = cli("optimize", source, "-o", out, "--passes", f"simplify,{DECOMPOSE}", "--input-shape",
+                       "x:1,8,3,3")
+    assert code == 0, err
+    assert "DepthToSpace" not in op_types(out)
+
+
+def test_pixelshuffle_from_torch_opset_9_fuses_for_opset_11_targets(torch_model, cli, tmp_path):
+    for scale in (2, 3):
+        source = torch_model("srnet", 9, scale=scale)
+        assert op_types(source).count("Transpose") == 1
+        out = tmp_path / f"fused{scale}.onnx"
+        code, _, err = cli("optimize", source, "-o", out, "--opset", "11")
+        assert code == 0, err
+        [node] = [n for n in onnx.load(str(out)).graph.node if n.op_type == "DepthToSpace"]
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        assert attrs == {"blocksize": scale, "mode": b"CRD"}
+        assert "Transpose" not in op_types(out)
+
+
+def test_crd_is_not_fused_at_opset_9(torch_model):
+    result = check_pass(FUSE, torch_model("srnet", 9), expect_changes=0)
+    assert result.record.skips[0]["reason"] == "CRD DepthToSpace needs opset >= 11; the model ends at opset 9"
+
+
+def test_fuse_refuses_a_target_without_depth_to_space(torch_model):
+    model = onnx.version_converter.convert_version(onnx.load(str(torch_model("srnet", 9))), 11)
+    result = check_pass(FUSE, model, target="ascend310", expect_changes=0)
+    assert result.record.skips[0]["reason"] == "target ascend310 does not support DepthToSpace"
+    check_pass(FUSE, model, target="ascend310p", expect_changes=1)
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_depth_to_space_from_torch_opset_11_decomposes_to_the_opset_9_form(torch_model, scale):
+    result = check_pass(DECOMPOSE, torch_model("srnet", 11, scale=scale), expect_changes=1)
+    [transpose] = [n for n in result.model.graph if n.op_type == "Transpose"]
+    assert list(transpose.attributes.get_ints("perm")) == [0, 1, 4, 2, 5, 3]
+
+
+def test_srnet_opset11_to_opset_9_on_the_command_line(cli, examples, tmp_path):
+    out = tmp_path / "out.onnx"
+    code, stdout, err = cli("optimize", examples / "srnet_opset11.onnx", "-o", out, "--opset", "9")
+    assert code == 0, err
+    saved = onnx.load(str(out))
+    assert [o.version for o in saved.opset_import if o.domain in ("", "ai.onnx")] == [9]
+    assert "DepthToSpace" not in op_types(saved)
+    assert "added decompose-depth-to-space" in err and "passed" in stdout
+    feeds = {"image": np.random.default_rng(3).standard_normal((1, 3, 114, 114)).astype(np.float32)}
+    expected = run_onnxruntime(examples / "srnet_opset11.onnx", feeds)["output"]
+    np.testing.assert_allclose(run_onnxruntime(out, feeds)["output"], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fuse_leaves_near_misses():
+    base = d2s_model("DCR", 2, (1, 8, 3, 3))
+    decomposed = check_pass(DECOMPOSE, base, expect_changes=1).model
+    proto = ir.serde.serialize_model(decomposed)
+    merge = next(n for n in proto.graph.node if n.op_type == "Constant" and "merge" in n.name)
+    merge.attribute[0].t.CopyFrom(numpy_helper.from_array(np.array([1, 2, 3, 12], np.int64), merge.output[0]))
+    proto.graph.output[0].type.tensor_type.shape.dim[2].dim_value = 3
+    proto.graph.output[0].type.tensor_type.shape.dim[3].dim_value = 12
+    result = check_pass(FUSE, proto, expect_changes=0)
+    assert "the last Reshape gives [1, 2, 3, 12]" in result.record.skips[0]["reason"]
+
+
+def space_to_depth_form(shape=(1, 3, 8, 6), b=2):
+    n, c, h, w = shape
+    nodes = [
+        helper.make_node("Reshape", ["x", "s1"], ["r"], name="r1"),
+        helper.make_node("Transpose", ["r"], ["t"], perm=[0, 3, 5, 1, 2, 4], name="t"),
+        helper.make_node("Reshape", ["t", "s2"], ["y"], name="r2"),
+    ]
+    inits = [("s1", np.array([n, c, h // b, b, w // b, b], np.int64)),
+             ("s2", np.array([-1, c * b * b, h // b, w // b], np.int64))]
+    return make_model(nodes, [("x", list(shape))], [("y", [n, c * b * b, h // b, w // b])], initializers=inits)
+
+
+def test_space_to_depth_fuses():
+    result = check_pass(FUSE, space_to_depth_form(), expect_changes=1)
+    [node] = list(result.model.graph)
+    assert node.op_type == "SpaceToDepth" and node.attributes.get_int("blocksize") == 2
+
+
+def test_needed_before_a_downgrade_only_when_there_is_a_depth_to_space(torch_model):
+    from passes.depth_to_space import DecomposeDepthToSpace
+
+    d2s = ir.serde.deserialize_model(onnx.load(str(torch_model("srnet", 11))))
+    plain = ir.serde.deserialize_model(onnx.load(str(torch_model("skunit", 11))))
+    assert DecomposeDepthToSpace().needed_for_downgrade(d2s, 9)
+    assert not DecomposeDepthToSpace().needed_for_downgrade(d2s, 11)
+    assert not DecomposeDepthToSpace().needed_for_downgrade(plain, 9)
