@@ -1,6 +1,6 @@
 """Build the bundled example models (run from anywhere; needs torch==2.13.0 from constraints.txt).
 
-    python examples/build_examples.py
+python examples/build_examples.py
 """
 
 from __future__ import annotations

@@ -103,8 +103,9 @@ class GhostBlock(nn.Module):
         return x + self.ghost2(self.ghost1(x))
 
 
-def export(model: nn.Module, path: Path, input_shape: tuple[int, ...], opset: int,
-           dynamic: dict[int, str] | None = None) -> Path:
+def export(
+    model: nn.Module, path: Path, input_shape: tuple[int, ...], opset: int, dynamic: dict[int, str] | None = None
+) -> Path:
     """Export ``model`` with the TorchScript exporter (what the seed guides used), seeded and in eval mode.
 
     ``dynamic`` names the input axes to export as dynamic (e.g. ``{0: "batch"}``).
@@ -118,8 +119,14 @@ def export(model: nn.Module, path: Path, input_shape: tuple[int, ...], opset: in
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, sample, str(path), opset_version=opset, dynamo=False,
-            input_names=["image"], output_names=["output"], dynamic_axes=axes,
+            model,
+            sample,
+            str(path),
+            opset_version=opset,
+            dynamo=False,
+            input_names=["image"],
+            output_names=["output"],
+            dynamic_axes=axes,
         )
     return path
 

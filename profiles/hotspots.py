@@ -50,7 +50,8 @@ ONNX_OP_TYPE = {
     "BNInferenceD": "BatchNormalization",
     "LayerNorm": "LayerNormalization",
 }
-LAYOUT_OP_TYPES = frozenset({"TransData", "TransDataSpecial", "TensorMove"})
+# Layout conversions the converter inserts: ATC's TransData family, onnxruntime's NCHWc reorders.
+LAYOUT_OP_TYPES = frozenset({"TransData", "TransDataSpecial", "TensorMove", "ReorderInput", "ReorderOutput"})
 
 
 @dataclass

@@ -12,12 +12,27 @@ from onnx import TensorProto, helper, numpy_helper
 IR_VERSION = 8
 
 
-def make_model(nodes, inputs, outputs, *, initializers=(), opset=13, ir_version=IR_VERSION, value_info=(),
-               name="test", functions=(), extra_opsets=()) -> onnx.ModelProto:
+def make_model(
+    nodes,
+    inputs,
+    outputs,
+    *,
+    initializers=(),
+    opset=13,
+    ir_version=IR_VERSION,
+    value_info=(),
+    name="test",
+    functions=(),
+    extra_opsets=(),
+) -> onnx.ModelProto:
     """A checked model from onnx.helper parts; inputs/outputs as (name, shape) float tensors or ValueInfos."""
     graph = helper.make_graph(
-        nodes, name, [_info(i) for i in inputs], [_info(o) for o in outputs],
-        initializer=[numpy_helper.from_array(np.asarray(a), n) for n, a in initializers], value_info=list(value_info),
+        nodes,
+        name,
+        [_info(i) for i in inputs],
+        [_info(o) for o in outputs],
+        initializer=[numpy_helper.from_array(np.asarray(a), n) for n, a in initializers],
+        value_info=list(value_info),
     )
     opsets = [helper.make_opsetid("", opset), *extra_opsets]
     model = helper.make_model(graph, opset_imports=opsets, ir_version=ir_version, functions=list(functions))

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -19,28 +20,35 @@ def test_version_and_help(cli):
 
 
 def test_help_does_not_load_heavy_modules():
-    probe = ("import sys\nfrom optimizer.cli import run\nrun(['--help'])\nrun(['optimize', '--help'])\n"
-             "print(sorted(m for m in ('onnx', 'onnxruntime', 'onnx_ir', 'numpy', 'rich', 'torch', 'onnxsim')"
-             " if m in sys.modules))")
+    probe = (
+        "import sys\nfrom optimizer.cli import run\nrun(['--help'])\nrun(['optimize', '--help'])\n"
+        "print(sorted(m for m in ('onnx', 'onnxruntime', 'onnx_ir', 'numpy', 'rich', 'torch', 'onnxsim')"
+        " if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_console_script_runs(examples, tmp_path):
-    result = subprocess.run(["onnx-opt", "passes", "--json"], capture_output=True, text=True, timeout=120)
+    script = Path(sys.executable).parent / "onnx-opt"  # the console script installed beside this python
+    result = subprocess.run([str(script), "passes", "--json"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "softmax-transpose" in result.stdout
 
 
 def test_optimize_prints_the_table_and_writes_a_report(cli, examples, tmp_path):
     out, report = tmp_path / "sk.onnx", tmp_path / "report.json"
-    code, stdout, err = cli("optimize", examples / "skunit_opset11.onnx", "-o", out, "--opset", "13",
-                            "--report", report)
+    code, stdout, err = cli(
+        "optimize", examples / "skunit_opset11.onnx", "-o", out, "--opset", "13", "--report", report
+    )
     assert code == 0, err
     assert "softmax-transpose" in stdout and "changed" in stdout and "passed" in stdout
     data = json.loads(report.read_text())
     assert data["input"] == str(examples / "skunit_opset11.onnx") and data["output"] == str(out)
-    assert data["target"] == "onnxruntime" and data["pipeline"] == ["simplify", "softmax-transpose",
-                                                                    "fuse-depth-to-space"]
+    assert data["target"] == "onnxruntime" and data["pipeline"] == [
+        "simplify",
+        "softmax-transpose",
+        "fuse-depth-to-space",
+    ]
     assert data["opset"] == {"before": 11, "after": 13}
     softmax = next(p for p in data["passes"] if p["name"] == "softmax-transpose")
     assert softmax["changes"] == 1 and len(softmax["changed_nodes"]) == 3
@@ -64,8 +72,12 @@ def test_output_is_deterministic_and_the_input_untouched(cli, examples, tmp_path
 
 def test_external_data_is_kept(cli, tmp_path):
     weight = np.arange(4096, dtype=np.float32)
-    model = make_model([helper.make_node("Add", ["x", "w"], ["y"], name="add")], [("x", [4096])], [("y", [4096])],
-                       initializers=[("w", weight)])
+    model = make_model(
+        [helper.make_node("Add", ["x", "w"], ["y"], name="add")],
+        [("x", [4096])],
+        [("y", [4096])],
+        initializers=[("w", weight)],
+    )
     onnx.save(model, str(tmp_path / "m.onnx"), save_as_external_data=True, location="m.weights", size_threshold=0)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -88,16 +100,34 @@ def test_in_place_overwrites_the_input_only_when_asked(cli, examples, tmp_path):
 
 
 def test_dry_run_lists_changed_nodes_and_writes_nothing(cli, examples, tmp_path):
-    code, out, err = cli("optimize", examples / "skunit_opset11.onnx", "-o", tmp_path / "o.onnx", "--opset", "13",
-                         "--passes", "softmax-transpose", "--dry-run")
+    code, out, err = cli(
+        "optimize",
+        examples / "skunit_opset11.onnx",
+        "-o",
+        tmp_path / "o.onnx",
+        "--opset",
+        "13",
+        "--passes",
+        "softmax-transpose",
+        "--dry-run",
+    )
     assert code == 0, err
-    assert "softmax-transpose would change: /softmax/Transpose, /softmax/Softmax, /softmax/Transpose_1" in out and "dry run: nothing written" in out
+    assert "softmax-transpose would change: /softmax/Transpose, /softmax/Softmax, /softmax/Transpose_1" in out
+    assert "dry run: nothing written" in out
     assert list(tmp_path.iterdir()) == []
 
 
 def test_passes_none_runs_no_pass(cli, examples, tmp_path):
-    code, _, _ = cli("optimize", examples / "skunit_opset11.onnx", "-o", tmp_path / "o.onnx", "--passes", "none",
-                     "--report", tmp_path / "r.json")
+    code, _, _ = cli(
+        "optimize",
+        examples / "skunit_opset11.onnx",
+        "-o",
+        tmp_path / "o.onnx",
+        "--passes",
+        "none",
+        "--report",
+        tmp_path / "r.json",
+    )
     assert code == 0
     assert json.loads((tmp_path / "r.json").read_text())["passes"] == []
     assert op_types(tmp_path / "o.onnx") == op_types(examples / "skunit_opset11.onnx")
@@ -114,7 +144,11 @@ def test_passes_lists_pipelines(cli):
     code, out, _ = cli("passes", "--json")
     data = json.loads(out)
     assert data["targets"]["ascend310"]["pipeline"] == [
-        "simplify", "softmax-transpose", "decompose-depth-to-space", "transpose-whitelist"]
+        "simplify",
+        "softmax-transpose",
+        "decompose-depth-to-space",
+        "transpose-whitelist",
+    ]
     for target in ("ascend310p", "ascend910b", "onnxruntime"):
         assert data["targets"][target]["pipeline"] == ["simplify", "softmax-transpose", "fuse-depth-to-space"]
     code, out, _ = cli("passes")
@@ -129,35 +163,66 @@ def dynamic_model(tmp_path):
 BAD_INPUTS = {
     "missing file": (lambda t, e: ["optimize", t / "absent.onnx", "-o", t / "o.onnx"], "no such file"),
     "empty file": (lambda t, e: ["optimize", _write(t / "e.onnx", b""), "-o", t / "o.onnx"], "empty file"),
-    "text file": (lambda t, e: ["optimize", _write(t / "t.onnx", b"not a model"), "-o", t / "o.onnx"],
-                  "not an ONNX model"),
-    "truncated": (lambda t, e: ["optimize", _write(t / "c.onnx", (e / "srnet_opset9.onnx").read_bytes()[:5000]),
-                                "-o", t / "o.onnx"], "truncated"),
+    "text file": (
+        lambda t, e: ["optimize", _write(t / "t.onnx", b"not a model"), "-o", t / "o.onnx"],
+        "not an ONNX model",
+    ),
+    "truncated": (
+        lambda t, e: [
+            "optimize",
+            _write(t / "c.onnx", (e / "srnet_opset9.onnx").read_bytes()[:5000]),
+            "-o",
+            t / "o.onnx",
+        ],
+        "truncated",
+    ),
     "directory": (lambda t, e: ["optimize", t, "-o", t / "o.onnx"], "is a directory"),
     "no output": (lambda t, e: ["optimize", e / "srnet_opset9.onnx"], "no output: give -o OUT"),
-    "output folder missing": (lambda t, e: ["optimize", e / "srnet_opset9.onnx", "-o", t / "x" / "o.onnx"],
-                              "does not exist"),
-    "report folder missing": (lambda t, e: ["optimize", e / "srnet_opset9.onnx", "-o", t / "o.onnx",
-                                            "--report", t / "x" / "r.json"], "does not exist"),
-    "bad shape": (lambda t, e: ["optimize", e / "srnet_opset9.onnx", "-o", t / "o.onnx", "--input-shape", "image"],
-                  "Invalid value for '--input-shape'"),
-    "unknown shape name": (lambda t, e: ["optimize", e / "srnet_opset9.onnx", "-o", t / "o.onnx",
-                                         "--input-shape", "img:1,3,8,8"], "'img', which is not an input"),
-    "dynamic dim": (lambda t, e: ["optimize", dynamic_model(t), "-o", t / "o.onnx"],
-                    "input 'x' has dynamic dimension 'n' (axis 0)"),
-    "unknown target": (lambda t, e: ["optimize", e / "srnet_opset9.onnx", "-o", t / "o.onnx", "--target",
-                                     "ascend301"], "unknown target 'ascend301'; did you mean ascend310"),
+    "output folder missing": (
+        lambda t, e: ["optimize", e / "srnet_opset9.onnx", "-o", t / "x" / "o.onnx"],
+        "does not exist",
+    ),
+    "report folder missing": (
+        lambda t, e: ["optimize", e / "srnet_opset9.onnx", "-o", t / "o.onnx", "--report", t / "x" / "r.json"],
+        "does not exist",
+    ),
+    "bad shape": (
+        lambda t, e: ["optimize", e / "srnet_opset9.onnx", "-o", t / "o.onnx", "--input-shape", "image"],
+        "Invalid value for '--input-shape'",
+    ),
+    "unknown shape name": (
+        lambda t, e: ["optimize", e / "srnet_opset9.onnx", "-o", t / "o.onnx", "--input-shape", "img:1,3,8,8"],
+        "'img', which is not an input",
+    ),
+    "dynamic dim": (
+        lambda t, e: ["optimize", dynamic_model(t), "-o", t / "o.onnx"],
+        "input 'x' has dynamic dimension 'n' (axis 0)",
+    ),
+    "unknown target": (
+        lambda t, e: ["optimize", e / "srnet_opset9.onnx", "-o", t / "o.onnx", "--target", "ascend301"],
+        "unknown target 'ascend301'; did you mean ascend310",
+    ),
     "unknown option": (lambda t, e: ["optimize", e / "srnet_opset9.onnx", "--frobnicate"], "No such option"),
-    "bad npz": (lambda t, e: ["optimize", e / "srnet_opset9.onnx", "-o", t / "o.onnx", "--inputs",
-                              _write(t / "i.npz", b"x")], "not a readable .npz"),
-    "both outputs": (lambda t, e: ["optimize", e / "srnet_opset9.onnx", "-o", t / "o.onnx", "--in-place"],
-                     "either -o OUT or --in-place"),
-    "bad passes": (lambda t, e: ["optimize", e / "srnet_opset9.onnx", "-o", t / "o.onnx", "--passes", ","],
-                   "give pass names"),
-    "downgrade impossible": (lambda t, e: ["optimize", e / "srnet_opset11.onnx", "-o", t / "o.onnx", "--opset", "9",
-                                           "--passes", "none"], "needs decompose-depth-to-space before onnx can"),
-    "opset unknown": (lambda t, e: ["optimize", e / "skunit_opset11.onnx", "-o", t / "o.onnx", "--opset", "99"],
-                      "--opset 99: onnx knows opsets 1 to"),
+    "bad npz": (
+        lambda t, e: ["optimize", e / "srnet_opset9.onnx", "-o", t / "o.onnx", "--inputs", _write(t / "i.npz", b"x")],
+        "not a readable .npz",
+    ),
+    "both outputs": (
+        lambda t, e: ["optimize", e / "srnet_opset9.onnx", "-o", t / "o.onnx", "--in-place"],
+        "either -o OUT or --in-place",
+    ),
+    "bad passes": (
+        lambda t, e: ["optimize", e / "srnet_opset9.onnx", "-o", t / "o.onnx", "--passes", ","],
+        "give pass names",
+    ),
+    "downgrade impossible": (
+        lambda t, e: ["optimize", e / "srnet_opset11.onnx", "-o", t / "o.onnx", "--opset", "9", "--passes", "none"],
+        "needs decompose-depth-to-space before onnx can",
+    ),
+    "opset unknown": (
+        lambda t, e: ["optimize", e / "skunit_opset11.onnx", "-o", t / "o.onnx", "--opset", "99"],
+        "--opset 99: onnx knows opsets 1 to",
+    ),
 }
 
 
@@ -182,8 +247,12 @@ def test_bad_input_gives_one_line_and_exit_2(cli, examples, tmp_path, case):
 
 
 def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "optimizer", "optimize", str(tmp_path / "x.onnx"), "-o",
-                             str(tmp_path / "o.onnx")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "optimizer", "optimize", str(tmp_path / "x.onnx"), "-o", str(tmp_path / "o.onnx")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr == f"onnx-opt: error: {tmp_path / 'x.onnx'}: no such file\n"
 
@@ -197,7 +266,8 @@ def test_internal_errors_exit_1_and_debug_shows_the_traceback(cli, examples, tmp
     monkeypatch.setattr(optimizer.optimize, "save_model", explode)
     code, _, err = cli("optimize", examples / "srnet_opset9.onnx", "-o", tmp_path / "o.onnx")
     assert code == 1
-    assert err.strip() == ("onnx-opt: internal error: RuntimeError: disk on fire "
-                           "(rerun with --debug for the traceback)")
+    assert err.strip() == (
+        "onnx-opt: internal error: RuntimeError: disk on fire (rerun with --debug for the traceback)"
+    )
     with pytest.raises(RuntimeError, match="disk on fire"):
         cli("--debug", "optimize", examples / "srnet_opset9.onnx", "-o", tmp_path / "o.onnx")

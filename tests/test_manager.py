@@ -121,7 +121,9 @@ def test_a_pass_leaving_an_invalid_model_fails_the_checker_and_is_undone():
 
 def test_cleanup_removes_dead_nodes_and_initializers_and_sorts():
     model = make_model(
-        [helper.make_node("Relu", ["x"], ["y"], name="relu")], [("x", [2])], [("y", [2])],
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
+        [("x", [2])],
+        [("y", [2])],
         initializers=[("unused", np.ones(2, np.float32))],
     )
     run = PassManager(["test-adds-out-of-order"], context()).run(ir.serde.deserialize_model(model))
@@ -154,7 +156,9 @@ class Late(Pass):
 
 def test_after_constraints_reorder_and_cycles_are_refused():
     assert order_pipeline(["transpose-whitelist", "softmax-transpose", "simplify"]) == [
-        "softmax-transpose", "simplify", "transpose-whitelist",
+        "softmax-transpose",
+        "simplify",
+        "transpose-whitelist",
     ]
     assert order_pipeline(["transpose-whitelist"]) == ["transpose-whitelist"]
     with pytest.raises(UserError, match="test-early -> test-late|test-late -> test-early"):

@@ -17,7 +17,9 @@ def weighted_model(size=4096) -> onnx.ModelProto:
     weight = np.arange(size, dtype=np.float32).reshape(1, size)
     model = make_model(
         [helper.make_node("Add", ["x", "w"], ["y"], name="add")],
-        [("x", [1, size])], [("y", [1, size])], initializers=[("w", weight)],
+        [("x", [1, size])],
+        [("y", [1, size])],
+        initializers=[("w", weight)],
     )
     model.doc_string = "model doc"
     model.graph.doc_string = "graph doc"
@@ -41,11 +43,14 @@ def test_load_resolves_external_data_relative_to_the_model(tmp_path, monkeypatch
     assert weight.numpy()[0, 5] == 5.0
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "empty file"),
-    (b"hello, this is not a model\n", "not an ONNX model"),
-    (bytes(range(256)) * 4, "not an ONNX model"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty file"),
+        (b"hello, this is not a model\n", "not an ONNX model"),
+        (bytes(range(256)) * 4, "not an ONNX model"),
+    ],
+)
 def test_bad_files_are_refused(tmp_path, content, message):
     path = tmp_path / "bad.onnx"
     path.write_bytes(content)

@@ -18,11 +18,21 @@ def mixed_inputs_model():
         helper.make_tensor_value_info("i", TensorProto.INT64, [4]),
         helper.make_tensor_value_info("b", TensorProto.BOOL, [3]),
     ]
-    outputs = [helper.make_tensor_value_info(n, t, s) for n, t, s in [
-        ("fo", TensorProto.FLOAT, ["batch", 3]), ("ho", TensorProto.FLOAT16, [2, 2]),
-        ("io", TensorProto.INT64, [4]), ("bo", TensorProto.BOOL, [3])]]
-    nodes = [helper.make_node("Relu", ["f"], ["fo"]), helper.make_node("Neg", ["h"], ["ho"]),
-             helper.make_node("Neg", ["i"], ["io"]), helper.make_node("Not", ["b"], ["bo"])]
+    outputs = [
+        helper.make_tensor_value_info(n, t, s)
+        for n, t, s in [
+            ("fo", TensorProto.FLOAT, ["batch", 3]),
+            ("ho", TensorProto.FLOAT16, [2, 2]),
+            ("io", TensorProto.INT64, [4]),
+            ("bo", TensorProto.BOOL, [3]),
+        ]
+    ]
+    nodes = [
+        helper.make_node("Relu", ["f"], ["fo"]),
+        helper.make_node("Neg", ["h"], ["ho"]),
+        helper.make_node("Neg", ["i"], ["io"]),
+        helper.make_node("Not", ["b"], ["bo"]),
+    ]
     return ir.serde.deserialize_model(make_model(nodes, inputs, outputs))
 
 
@@ -32,7 +42,11 @@ def test_inputs_take_shapes_from_the_flag_or_the_model_and_name_dynamic_dims():
         input_specs(model, {})
     specs = input_specs(model, {"f": [5, 3]})
     assert [(s.name, str(s.dtype), s.shape) for s in specs] == [
-        ("f", "float32", [5, 3]), ("h", "float16", [2, 2]), ("i", "int64", [4]), ("b", "bool", [3])]
+        ("f", "float32", [5, 3]),
+        ("h", "float16", [2, 2]),
+        ("i", "int64", [4]),
+        ("b", "bool", [3]),
+    ]
     with pytest.raises(UserError, match="rank 1; the model has rank 2"):
         input_specs(model, {"f": [5]})
 
@@ -114,16 +128,20 @@ class ReluToSigmoid(Pass):
 
 
 def two_output_model(tmp_path):
-    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"), helper.make_node("Abs", ["x"], ["a"], name="abs"),
-             helper.make_node("Identity", ["r"], ["y"], name="id")]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Abs", ["x"], ["a"], name="abs"),
+        helper.make_node("Identity", ["r"], ["y"], name="id"),
+    ]
     return save(make_model(nodes, [("x", [4, 8])], [("y", [4, 8]), ("a", [4, 8])]), tmp_path / "m.onnx")
 
 
 def test_a_pass_that_breaks_numerics_is_found_dropped_and_reported(cli, tmp_path):
     source = two_output_model(tmp_path)
     out, report = tmp_path / "o.onnx", tmp_path / "r.json"
-    code, stdout, err = cli("optimize", source, "-o", out, "--passes", "test-relu-to-sigmoid,simplify",
-                            "--report", report)
+    code, stdout, err = cli(
+        "optimize", source, "-o", out, "--passes", "test-relu-to-sigmoid,simplify", "--report", report
+    )
     assert code == 0, err
     data = json.loads(report.read_text())
     broken = data["passes"][0]
@@ -152,8 +170,18 @@ def test_no_verify_writes_whatever_the_passes_did(cli, tmp_path):
 def test_verification_on_real_inputs(cli, tmp_path):
     source = two_output_model(tmp_path)
     np.savez(tmp_path / "in.npz", x=np.full((4, 8), -1.0, np.float32))
-    code, _, err = cli("optimize", source, "-o", tmp_path / "o.onnx", "--passes", "test-relu-to-sigmoid",
-                       "--inputs", tmp_path / "in.npz", "--report", tmp_path / "r.json")
+    code, _, err = cli(
+        "optimize",
+        source,
+        "-o",
+        tmp_path / "o.onnx",
+        "--passes",
+        "test-relu-to-sigmoid",
+        "--inputs",
+        tmp_path / "in.npz",
+        "--report",
+        tmp_path / "r.json",
+    )
     assert code == 0, err
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["verification"]["source"] == str(tmp_path / "in.npz")

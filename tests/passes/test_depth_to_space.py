@@ -47,7 +47,8 @@ def test_decompose_needs_static_channels_and_space_in_the_model_itself():
     model = d2s_model("DCR", 2, (1, 8, "h", 3))
     result = check_pass(DECOMPOSE, model, input_shapes={"x": [1, 8, 3, 3]}, expect_changes=0)
     assert result.record.skips[0]["reason"] == (
-        "needs static C, H and W of the input (fix them with simplify and --input-shape)")
+        "needs static C, H and W of the input (fix them with simplify and --input-shape)"
+    )
 
 
 def test_simplify_with_input_shapes_fixes_them_and_then_decompose_fires(cli, tmp_path):
@@ -55,8 +56,7 @@ def test_simplify_with_input_shapes_fixes_them_and_then_decompose_fires(cli, tmp
 
     source = save(d2s_model("DCR", 2, (1, 8, "h", 3)), tmp_path / "d2s.onnx")
     out = tmp_path / "o.onnx"
-    code, _, err = cli("optimize", source, "-o", out, "--passes", f"simplify,{DECOMPOSE}", "--input-shape",
-                       "x:1,8,3,3")
+    code, _, err = cli("optimize", source, "-o", out, "--passes", f"simplify,{DECOMPOSE}", "--input-shape", "x:1,8,3,3")
     assert code == 0, err
     assert "DepthToSpace" not in op_types(out)
 
@@ -125,8 +125,10 @@ def space_to_depth_form(shape=(1, 3, 8, 6), b=2):
         helper.make_node("Transpose", ["r"], ["t"], perm=[0, 3, 5, 1, 2, 4], name="t"),
         helper.make_node("Reshape", ["t", "s2"], ["y"], name="r2"),
     ]
-    inits = [("s1", np.array([n, c, h // b, b, w // b, b], np.int64)),
-             ("s2", np.array([-1, c * b * b, h // b, w // b], np.int64))]
+    inits = [
+        ("s1", np.array([n, c, h // b, b, w // b, b], np.int64)),
+        ("s2", np.array([-1, c * b * b, h // b, w // b], np.int64)),
+    ]
     return make_model(nodes, [("x", list(shape))], [("y", [n, c * b * b, h // b, w // b])], initializers=inits)
 
 

@@ -34,19 +34,31 @@ def test_target_pipelines_are_deterministic(examples, example):
 
 def test_decompose_walks_if_branches():
     branch = helper.make_graph(
-        [helper.make_node("DepthToSpace", ["x"], ["by"], blocksize=2, mode="CRD", name="b_d2s")], "then", [],
-        [helper.make_tensor_value_info("by", TensorProto.FLOAT, [1, 2, 4, 4])])
+        [helper.make_node("DepthToSpace", ["x"], ["by"], blocksize=2, mode="CRD", name="b_d2s")],
+        "then",
+        [],
+        [helper.make_tensor_value_info("by", TensorProto.FLOAT, [1, 2, 4, 4])],
+    )
     other = helper.make_graph(
-        [helper.make_node("DepthToSpace", ["x"], ["ey"], blocksize=2, mode="DCR", name="e_d2s")], "else", [],
-        [helper.make_tensor_value_info("ey", TensorProto.FLOAT, [1, 2, 4, 4])])
+        [helper.make_node("DepthToSpace", ["x"], ["ey"], blocksize=2, mode="DCR", name="e_d2s")],
+        "else",
+        [],
+        [helper.make_tensor_value_info("ey", TensorProto.FLOAT, [1, 2, 4, 4])],
+    )
     model = make_model(
         [helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=other, name="if")],
-        [helper.make_tensor_value_info("c", TensorProto.BOOL, []), ("x", [1, 8, 2, 2])], [("y", [1, 2, 4, 4])])
+        [helper.make_tensor_value_info("c", TensorProto.BOOL, []), ("x", [1, 8, 2, 2])],
+        [("y", [1, 2, 4, 4])],
+    )
     result = check_pass("decompose-depth-to-space", model, expect_changes=2)
     node = next(iter(result.model.graph))
     for branch_name in ("then_branch", "else_branch"):
         assert "DepthToSpace" not in op_types(node.attributes[branch_name].as_graph())
     fused = check_pass("fuse-depth-to-space", result.model, expect_changes=2)
     node = next(iter(fused.model.graph))
-    assert [n.attributes.get_string("mode") for b in ("then_branch", "else_branch")
-            for n in node.attributes[b].as_graph() if n.op_type == "DepthToSpace"] == ["CRD", "DCR"]
+    assert [
+        n.attributes.get_string("mode")
+        for b in ("then_branch", "else_branch")
+        for n in node.attributes[b].as_graph()
+        if n.op_type == "DepthToSpace"
+    ] == ["CRD", "DCR"]

@@ -21,8 +21,12 @@ def test_folds_the_shape_subgraph_so_fuse_depth_to_space_sees_constant_shapes(to
 
 
 def test_without_input_shapes_the_dynamic_subgraph_stays(torch_model):
-    result = check_pass("fuse-depth-to-space", torch_model("manual-shuffle", 11), input_shapes={"image": [2, 64, 7, 5]},
-                        expect_changes=0)
+    result = check_pass(
+        "fuse-depth-to-space",
+        torch_model("manual-shuffle", 11),
+        input_shapes={"image": [2, 64, 7, 5]},
+        expect_changes=0,
+    )
     assert result.record.matches == 0 or "static" in result.record.skips[0]["reason"]
 
 
@@ -38,11 +42,15 @@ def test_onnxsim_failure_skips_the_pass_with_the_reason():
     # A constant Gather with an index out of range: onnxsim's constant folding fails on it.
     model = make_model(
         [helper.make_node("Gather", ["c", "i"], ["r"], name="g"), helper.make_node("Add", ["x", "r"], ["y"], name="a")],
-        [("x", [1])], [("y", [1])], initializers=[("c", np.ones(2, np.float32)), ("i", np.array([5], np.int64))])
+        [("x", [1])],
+        [("y", [1])],
+        initializers=[("c", np.ones(2, np.float32)), ("i", np.array([5], np.int64))],
+    )
+    import onnx_ir as ir
+
     from optimizer.manager import PassManager
     from optimizer.passapi import PassContext
     from optimizer.targets import load_target
-    import onnx_ir as ir
 
     run = PassManager(["simplify"], PassContext(load_target("onnxruntime"))).run(ir.serde.deserialize_model(model))
     record = run.records[0]

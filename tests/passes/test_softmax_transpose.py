@@ -80,11 +80,14 @@ def test_default_perm_reverses():
     assert [n.attributes.get_int("axis") for n in result.model.graph] == [0]
 
 
-@pytest.mark.parametrize("extra_nodes, extra_outputs", [
-    ([helper.make_node("Relu", ["t"], ["r"], name="shared_t")], [("r", [2, 4, 3])]),
-    ([helper.make_node("Relu", ["s"], ["r"], name="shared_s")], [("r", [2, 4, 3])]),
-    ([], [("t", [2, 4, 3])]),
-])
+@pytest.mark.parametrize(
+    "extra_nodes, extra_outputs",
+    [
+        ([helper.make_node("Relu", ["t"], ["r"], name="shared_t")], [("r", [2, 4, 3])]),
+        ([helper.make_node("Relu", ["s"], ["r"], name="shared_s")], [("r", [2, 4, 3])]),
+        ([], [("t", [2, 4, 3])]),
+    ],
+)
 def test_shared_or_exposed_intermediates_must_not_fire(extra_nodes, extra_outputs):
     model = sandwich([2, 3, 4], [0, 2, 1], [0, 2, 1], extra_nodes=extra_nodes, extra_outputs=extra_outputs)
     result = check_pass(PASS, model, expect_changes=0)
@@ -94,15 +97,26 @@ def test_shared_or_exposed_intermediates_must_not_fire(extra_nodes, extra_output
 def test_sandwich_inside_an_if_branch_fires():
     p = [0, 2, 1]
     branch = helper.make_graph(
-        [helper.make_node("Transpose", ["x"], ["bt"], perm=p, name="b_t1"),
-         helper.make_node("Softmax", ["bt"], ["bs"], axis=-1, name="b_softmax"),
-         helper.make_node("Transpose", ["bs"], ["by"], perm=p, name="b_t2")],
-        "then", [], [helper.make_tensor_value_info("by", TensorProto.FLOAT, [2, 3, 4])])
-    other = helper.make_graph([helper.make_node("Identity", ["x"], ["ey"], name="e_id")], "else", [],
-                              [helper.make_tensor_value_info("ey", TensorProto.FLOAT, [2, 3, 4])])
+        [
+            helper.make_node("Transpose", ["x"], ["bt"], perm=p, name="b_t1"),
+            helper.make_node("Softmax", ["bt"], ["bs"], axis=-1, name="b_softmax"),
+            helper.make_node("Transpose", ["bs"], ["by"], perm=p, name="b_t2"),
+        ],
+        "then",
+        [],
+        [helper.make_tensor_value_info("by", TensorProto.FLOAT, [2, 3, 4])],
+    )
+    other = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["ey"], name="e_id")],
+        "else",
+        [],
+        [helper.make_tensor_value_info("ey", TensorProto.FLOAT, [2, 3, 4])],
+    )
     model = make_model(
         [helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=other, name="if")],
-        [helper.make_tensor_value_info("c", TensorProto.BOOL, []), ("x", [2, 3, 4])], [("y", [2, 3, 4])])
+        [helper.make_tensor_value_info("c", TensorProto.BOOL, []), ("x", [2, 3, 4])],
+        [("y", [2, 3, 4])],
+    )
     result = check_pass(PASS, model, expect_changes=1)
     then_graph = next(iter(result.model.graph)).attributes["then_branch"].as_graph()
     assert [(n.op_type, n.attributes.get_int("axis")) for n in then_graph] == [("Softmax", 1)]

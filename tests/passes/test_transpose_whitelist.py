@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import digest, make_model, save
+from helpers import digest, make_model
 from onnx import helper
 
 from optimizer import whitelist
@@ -33,8 +33,17 @@ def test_dynamic_batch_uses_input_shape_after_simplify(torch_model, cli, tmp_pat
     source = torch_model("srnet", 9, dynamic_batch=True)
     check = check_pass(PASS, source, target="ascend310", input_shapes={"image": [1, 3, 114, 114]})
     assert check.record.findings["transpose_shapes"] == [RDN_SHAPE]  # shape subgraphs inferred with the shape
-    code, out, err = cli("optimize", source, "--target", "ascend310", "--dry-run", "--input-shape",
-                         "image:4,3,114,114", "--report", tmp_path / "r.json")
+    code, out, err = cli(
+        "optimize",
+        source,
+        "--target",
+        "ascend310",
+        "--dry-run",
+        "--input-shape",
+        "image:4,3,114,114",
+        "--report",
+        tmp_path / "r.json",
+    )
     assert code == 0, err
     import json
 
@@ -43,27 +52,36 @@ def test_dynamic_batch_uses_input_shape_after_simplify(torch_model, cli, tmp_pat
 
 
 def test_without_shapes_the_transpose_is_left_with_the_reason():
-    model = make_model([helper.make_node("Transpose", ["x"], ["y"], perm=[1, 0], name="t")],
-                       [("x", ["n", 4])], [("y", [4, "n"])])
+    model = make_model(
+        [helper.make_node("Transpose", ["x"], ["y"], perm=[1, 0], name="t")], [("x", ["n", 4])], [("y", [4, "n"])]
+    )
     result = check_pass(PASS, model, target="ascend310", input_shapes={"x": [2, 4]})
     assert result.record.findings["transpose_shapes"] == [[2, 4]]
+    import onnx_ir as ir
+
     from optimizer.manager import PassManager
     from optimizer.passapi import PassContext
     from optimizer.targets import load_target
-    import onnx_ir as ir
 
     run = PassManager([PASS], PassContext(load_target("ascend310"))).run(ir.serde.deserialize_model(model))
     assert run.records[0].skips == [{"node": "t", "reason": "input shape is not static (give --input-shape)"}]
 
 
 def test_transposes_of_constants_are_not_listed():
-    model = make_model([helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0], name="tw"),
-                        helper.make_node("Add", ["x", "wt"], ["y"], name="add")],
-                       [("x", [3, 2])], [("y", [3, 2])], initializers=[("w", np.ones((2, 3), np.float32))])
+    model = make_model(
+        [
+            helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0], name="tw"),
+            helper.make_node("Add", ["x", "wt"], ["y"], name="add"),
+        ],
+        [("x", [3, 2])],
+        [("y", [3, 2])],
+        initializers=[("w", np.ones((2, 3), np.float32))],
+    )
     assert check_pass(PASS, model, target="ascend310").record.findings["transpose_shapes"] == []
 
 
 # --- the OPP file editor -------------------------------------------------------------------------
+
 
 def opp_with(tmp_path, fixture="transpose_2021.py") -> Path:
     opp = tmp_path / "opp"
@@ -92,19 +110,24 @@ def test_appends_in_the_files_layout_and_touches_nothing_else(tmp_path, fixture)
     edit = whitelist.add_shapes(opp, [RDN_SHAPE, [8, 8], [2, 3, 4]])
     assert edit.added == [RDN_SHAPE, [2, 3, 4]] and edit.present == [[8, 8]] and edit.written
     text = path.read_text()
-    assert "                         [3, 5, 7],\n                         [1, 64, 2, 2, 114, 114], [2, 3, 4]\n" \
-           "                       ]\n" in text
+    assert (
+        "                         [3, 5, 7],\n                         [1, 64, 2, 2, 114, 114], [2, 3, 4]\n"
+        "                       ]\n" in text
+    )
     before, after = original.splitlines(), text.splitlines()
     assert len(after) == len(before) + 1
     first = next(i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b)
     assert after[:first] == before[:first]
     assert after[first] == before[first] + ","  # the old last entry gains its comma
-    assert after[first + 2:] == before[first + 1:]  # every line after the new one is the same
+    assert after[first + 2 :] == before[first + 1 :]  # every line after the new one is the same
     assert run_function(path, RDN_SHAPE) and run_function(path, [2, 3, 4]) and not run_function(path, [7, 7])
     assert whitelist.listed_shapes(path)[-2:] == [RDN_SHAPE, [2, 3, 4]]
     if fixture == "transpose_2022.py":  # the other lists are untouched
-        for line in ("white_list_shape_lhisi = [[1, 3, 224, 224], [2, 2]]", "[-1, 8, 64, -1], [1, -1, 3]",
-                     "                         [9, 9]\n                       ]"):
+        for line in (
+            "white_list_shape_lhisi = [[1, 3, 224, 224], [2, 2]]",
+            "[-1, 8, 64, -1], [1, -1, 3]",
+            "                         [9, 9]\n                       ]",
+        ):
             assert line in text
 
 
@@ -133,8 +156,10 @@ def test_dry_run_shows_a_diff_and_writes_nothing(tmp_path, cli):
     original = digest(path)
     edit = whitelist.add_shapes(opp, [RDN_SHAPE], dry_run=True)
     assert not edit.written and edit.backup is None
-    assert "-                         [3, 5, 7]\n+                         [3, 5, 7],\n" \
-           "+                         [1, 64, 2, 2, 114, 114]\n" in edit.diff
+    assert (
+        "-                         [3, 5, 7]\n+                         [3, 5, 7],\n"
+        "+                         [1, 64, 2, 2, 114, 114]\n" in edit.diff
+    )
     assert digest(path) == original and sorted(p.name for p in path.parent.iterdir()) == ["transpose.py"]
 
 
@@ -223,7 +248,8 @@ def test_the_whitelist_command_from_an_msprof_op_summary(cli, tmp_path):
         'rdn_x2_bs1,1,3,5,1,Transpose_3,TransposeD,AI_CORE,1000,934287.8,0,2,"""1,64,2,2,114,114""",DT_FLOAT16,'
         'ND,"""1,64,114,2,114,2""",DT_FLOAT16,ND\n'
         'rdn_x2_bs1,1,4,5,1,Conv_4,Conv2D,AI_CORE,2000,80.2,0,2,"""1,4,114,114,16;4,64,16,16""",DT_FLOAT16;'
-        'DT_FLOAT16,NC1HWC0;FRACTAL_Z,"""1,4,114,114,16""",DT_FLOAT16,NC1HWC0\n')
+        'DT_FLOAT16,NC1HWC0;FRACTAL_Z,"""1,4,114,114,16""",DT_FLOAT16,NC1HWC0\n'
+    )
     code, out, err = cli("whitelist", "--shapes-from", summary, "--opp", opp)
     assert code == 0, err
     assert whitelist.listed_shapes(opp / whitelist.TRANSPOSE_FILE)[-1] == RDN_SHAPE
