@@ -236,9 +236,3 @@ def verification(checks: list[OutputCheck], feeds: dict[str, np.ndarray], source
         inputs={name: list(array.shape) for name, array in feeds.items()},
         source=source,
     )
-
-
-def onnxruntime_load_error(exc: Exception) -> str:
-    """One line saying why onnxruntime refused a model."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -7,9 +7,15 @@ import sys
 import click
 
 from optimizer import __version__
+from optimizer.cli.compare_cmd import compare_command
 from optimizer.cli.console import verbosity_options
+from optimizer.cli.convert_cmd import convert_command
+from optimizer.cli.doctor_cmd import doctor_command
+from optimizer.cli.hotspots_cmd import hotspots_command
 from optimizer.cli.optimize_cmd import optimize_command
 from optimizer.cli.passes_cmd import passes_command
+from optimizer.cli.profile_cmd import profile_command
+from optimizer.cli.tune_cmd import tune_command
 from optimizer.cli.whitelist_cmd import whitelist_command
 from optimizer.errors import UserError
 
@@ -24,6 +30,12 @@ def cli() -> None:
 cli.add_command(optimize_command)
 cli.add_command(passes_command)
 cli.add_command(whitelist_command)
+cli.add_command(doctor_command)
+cli.add_command(convert_command)
+cli.add_command(tune_command)
+cli.add_command(profile_command)
+cli.add_command(compare_command)
+cli.add_command(hotspots_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,11 +19,10 @@ from optimizer.errors import UserError
 
 @dataclass
 class Settings:
-    """Global options: verbosity (0 normal, 1+ more), quiet, debug."""
+    """Global options: verbosity (0 normal, 1+ more) and quiet. (``--debug`` is read by ``run``.)"""
 
     verbose: int = 0
     quiet: bool = False
-    debug: bool = False
 
 
 def verbosity_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -37,8 +36,6 @@ def verbosity_options(func: Callable[..., Any]) -> Callable[..., Any]:
             root.obj.verbose += value
         elif param.name == "quiet" and value:
             root.obj.quiet, root.obj.verbose = True, 0
-        elif param.name == "debug" and value:
-            root.obj.debug = True
 
     for decl, kwargs in (
         (("-v", "--verbose"), {"count": True, "help": "Say more: changed nodes, refusals, commands run."}),

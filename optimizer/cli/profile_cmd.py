@@ -77,20 +77,17 @@ def profile_command(
 def _profile_npu(model: Path, out_dir: Path, runs: int, device: int, timeout: float, cann_version: str | None) -> int:
     from optimizer.toolchain.environment import discover
     from optimizer.toolchain.npu_profile import profile_om
+    from optimizer.toolchain.process import ToolError
     from profiles.read import read_profile
 
     toolchain = discover(cann_version=cann_version)
-    with progress() as say:
-        result = profile_om(
-            model,
-            out_dir,
-            device=device,
-            runs=runs,
-            timeout=timeout,
-            toolchain=toolchain,
-            progress=say,
-            verbose=bool(settings().verbose),
-        )
+    try:
+        with progress() as say:
+            result = profile_om(model, out_dir, device=device, runs=runs, timeout=timeout, toolchain=toolchain,
+                                progress=say, verbose=bool(settings().verbose))
+    except ToolError as exc:  # msprof or the inference tool ran and failed, or timed out
+        click.echo(f"onnx-opt: {exc}", err=True)
+        return 1
     if not settings().quiet:
         print_profile(read_profile(out_dir), top=10)
         note("wrote " + ", ".join(str(path) for path in result.files))

@@ -1,0 +1,190 @@
+"""``onnx-opt tune``: tune a model with AOE (subgraph or operator tuning) or the legacy auto_tune."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from optimizer.cli.console import note, progress, settings, verbosity_options, write_json
+from optimizer.cli.toolchain_options import (
+    atc_input_shape,
+    cann_version_option,
+    model_options,
+    om_name,
+    report_failure,
+    timeout_option,
+)
+
+AUTO_TUNE_MODES = ("RL", "GA")
+AUTO_TUNE_DEFAULT = "RL,GA"  # both, as the ICNet guide ran it
+
+
+def _parse_modes(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    modes = [mode.strip().upper() for mode in value.split(",") if mode.strip()]
+    if not modes or any(mode not in AUTO_TUNE_MODES for mode in modes):
+        raise click.BadParameter("give RL, GA or RL,GA")
+    return ",".join(dict.fromkeys(modes))
+
+
+@click.command("tune")
+@verbosity_options
+@click.argument("model", type=click.Path(path_type=Path))
+@model_options
+@click.option(
+    "--tool",
+    type=click.Choice(["aoe", "auto_tune"]),
+    default="aoe",
+    show_default=True,
+    help="AOE, or ATC's --auto_tune_mode (CANN before 6.0.1 only).",
+)
+@click.option(
+    "--job-type", type=click.IntRange(1, 2), metavar="1|2", help="AOE: 1 subgraph tuning, 2 operator tuning (1 then 2)."
+)
+@click.option("--mode", callback=_parse_modes, metavar="RL,GA", help="auto_tune: RL (vector ops), GA (cube ops).")
+@click.option(
+    "--ops-from",
+    type=click.Path(path_type=Path),
+    metavar="PROFILE",
+    help="AOE: tune only the hottest ops of this profile (msprof folder or op_summary / op_statistic CSV).",
+)
+@click.option(
+    "--top", type=click.IntRange(1), default=10, show_default=True, metavar="N", help="How many ops --ops-from takes."
+)
+@click.option(
+    "--tune-bank",
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    help="Keep what tuning learns here (TUNE_BANK_PATH, set for the tool only); created when missing.",
+)
+@click.option(
+    "--report", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE.json", help="Write the JSON report here."
+)
+@timeout_option(6 * 3600)
+@cann_version_option
+def tune_command(
+    model: Path,
+    soc: str,
+    output: Path | None,
+    input_shapes: dict[str, list[int]],
+    input_format: str | None,
+    out_nodes: str | None,
+    extra_args: tuple[str, ...],
+    tool: str,
+    job_type: int | None,
+    mode: str | None,
+    ops_from: Path | None,
+    top: int,
+    tune_bank: Path | None,
+    report: Path | None,
+    timeout: float,
+    cann_version: str | None,
+) -> int:
+    """Tune MODEL for SOC with AOE (--job-type 1|2) or auto_tune, and write the tuned .om.
+
+    Arguments after '--' go to the tool unchanged and replace any flag of the same name.
+    """
+    from optimizer.errors import UserError
+    from optimizer.toolchain.environment import discover
+    from optimizer.toolchain.process import ToolError
+
+    if not model.is_file():
+        raise UserError(f"{model}: no such file")
+    if report is not None and not report.parent.is_dir():
+        raise UserError(f"--report {report}: folder {report.parent} does not exist")
+    if tool == "aoe":
+        if mode is not None:
+            raise UserError("--mode is auto_tune's (RL, GA): AOE takes --job-type 1 or 2")
+        if job_type is None:
+            raise UserError("--tool aoe needs --job-type: 1 subgraph tuning, 2 operator tuning (run 1, then 2)")
+    elif job_type is not None or ops_from is not None:
+        raise UserError("--job-type and --ops-from are AOE's: use --tool aoe")
+    toolchain = discover(cann_version)
+    if tool == "auto_tune":
+        from optimizer.toolchain.atc import check_auto_tune
+
+        check_auto_tune(toolchain, model=str(model), soc=soc)
+    toolchain.tool("aoe" if tool == "aoe" else "atc")
+    output = om_name(output, model, f"_{tool}")
+    if not output.parent.is_dir():
+        raise UserError(f"-o {output}: folder {output.parent} does not exist")
+    common = {
+        "model": model.resolve(),
+        "output": output.resolve(),
+        "input_shape": atc_input_shape(model, input_shapes, extra_args),
+        "input_format": input_format,
+        "out_nodes": out_nodes,
+        "extra": list(extra_args),
+    }
+    bank = _tune_bank(tune_bank)
+    verbose = settings().verbose > 0
+    try:
+        if tool == "aoe":
+            from optimizer.toolchain.aoe import AoeOptions, run_aoe
+
+            ops_file = _tune_ops_file(ops_from, top, output) if ops_from is not None else None
+            options = AoeOptions(job_type=job_type, tune_ops_file=ops_file, **common)
+            with progress() as say:
+                result = run_aoe(toolchain, options, soc=soc, tune_bank=bank, timeout=timeout, progress=say,
+                                 verbose=verbose)
+        else:
+            from optimizer.toolchain.atc import AtcOptions, run_atc
+
+            options = AtcOptions(soc=soc, auto_tune_mode=mode or AUTO_TUNE_DEFAULT, **common)
+            extra_env = {"TUNE_BANK_PATH": str(bank)} if bank is not None else None
+            with progress() as say:
+                result = run_atc(toolchain, options, timeout=timeout, extra_env=extra_env, progress=say,
+                                 verbose=verbose)
+    except ToolError as exc:
+        return report_failure(f"onnx-opt: {exc}")
+    if report is not None:
+        write_json(report, result.to_dict())
+    if not result.ok:
+        if tool == "aoe":
+            return report_failure(f"{result.problem}; full output in {result.log}")
+        from optimizer.toolchain.atc import format_failure
+
+        return report_failure(format_failure(result, model=str(model), soc=soc, verbose=verbose))
+    if tool == "auto_tune":
+        note(f"wrote {result.om} tuned by auto_tune ({options.auto_tune_mode}; ATC output in {result.log})")
+    elif not settings().quiet:
+        _print_aoe(result)
+    return 0
+
+
+def _tune_ops_file(ops_from: Path, top: int, output: Path) -> Path:
+    """Write AOE's --tune_ops_file from the hottest ops of a profile, beside the output."""
+    from optimizer.toolchain.aoe import tune_ops
+
+    ops = tune_ops(ops_from, top)
+    path = output.with_name(output.name + ".tune_ops.json")
+    write_json(path, ops)
+    note(f"wrote {path}: AOE tunes {', '.join(ops.get('tune_ops_name') or ops['tune_ops_type'])}")
+    return path
+
+
+def _tune_bank(tune_bank: Path | None) -> Path | None:
+    """The tune bank folder, made when missing (AOE needs it to exist)."""
+    if tune_bank is None:
+        return None
+    if not tune_bank.is_dir():
+        tune_bank.mkdir(parents=True)
+        note(f"created tune bank folder {tune_bank}")
+    return tune_bank.resolve()
+
+
+def _print_aoe(result) -> None:
+    click.echo(f"tuned model: {result.om}")
+    for found in result.reports:
+        click.echo(
+            f"{found.kind}: {found.baseline_ms} ms -> {found.result_ms} ms ({found.improvement}), "
+            f"{len(found.modified)} operator(s) changed in the tune bank; {found.status or ''}".rstrip("; ")
+        )
+        for op in found.modified:
+            click.echo(f"  {op.name} ({op.op_type}): {op.before_us} us -> {op.after_us} us ({op.improvement})")
+    if result.improvement and not result.reports:
+        click.echo(f"performance improved by {result.improvement}")
+    click.echo(f"tune bank: {result.tune_bank}")
+    click.echo(f"AOE output in {result.log}")
