@@ -3,13 +3,14 @@
     .venv/bin/python benchmarks/bench_scaling.py [--sizes 250,500,1000,2000]
 
 For each pass: median seconds of ``Pass.run`` alone and of the whole manager step (clone, pass,
-topological sort, onnx checker), and the ratio to the smallest size divided by the size ratio
-("per-node ratio": 1.0 is exactly linear, 2.0 would mean the time per node doubled).
+topological sort, onnx checker, cleanup), and the ratio to the smallest size divided by the size
+ratio ("per-node ratio": 1.0 is exactly linear, 2.0 would mean the time per node doubled).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 
@@ -77,11 +78,17 @@ def time_pass(name: str, model: ir.Model, ctx: PassContext, repeats: int) -> tup
     copies = []
 
     def fresh_copy() -> None:
+        copies.clear()
+        gc.collect()  # no garbage from the last repeat is left to collect in this one
         copies.append(model.clone())
         ctx.forget_shapes()
 
-    run_only = median_seconds(lambda: pass_.run(copies[-1], ctx), repeats, setup=fresh_copy)
-    step = median_seconds(lambda: PassManager([name], ctx).run(model), repeats)
+    gc.disable()  # as the manager does while passes run
+    try:
+        run_only = median_seconds(lambda: pass_.run(copies[-1], ctx), repeats, setup=fresh_copy)
+    finally:
+        gc.enable()
+    step = median_seconds(lambda: PassManager([name], ctx).run(model), repeats, setup=gc.collect)
     return run_only, step
 
 

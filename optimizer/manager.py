@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,7 +98,21 @@ class PassManager:
         self.progress = progress or (lambda message: None)
 
     def run(self, model: ir.Model) -> RunResult:
-        """Run the pipeline, then remove dead nodes and sort the graph if anything changed."""
+        """Run the pipeline, then remove dead nodes and sort the graph if anything changed.
+
+        Python's cyclic garbage collector is paused meanwhile: graphs are millions of small
+        objects, and its full collections during clones made the pipeline superlinear
+        (benchmarks/bench_scaling.py). Reference counting still frees what is dropped.
+        """
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run(model)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _run(self, model: ir.Model) -> RunResult:
         records = {name: PassRecord(name) for name in self.names}
         rounds = 0
         while rounds < self.max_rounds:
