@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from optimizer.cli.console import note, settings, stdout_console, verbosity_options, write_json
+from optimizer.cli.console import check_folders, note, settings, stdout_console, verbosity_options, write_json
 
 
 @click.command("compare")
@@ -39,14 +39,11 @@ def compare_command(
     before: Path, after: Path, by: str, top: int | None, json_path: Path | None, html_path: Path | None
 ) -> int:
     """Compare two profiles (msprof folders or CSVs, ais_bench / benchmark results, onnxruntime profiles)."""
-    from optimizer.errors import UserError
     from profiles.compare import compare_profiles
     from profiles.html_report import write_html
     from profiles.read import read_profile
 
-    for path in (json_path, html_path):
-        if path is not None and not path.parent.is_dir():
-            raise UserError(f"{path}: folder {path.parent} does not exist")
+    check_folders(json_path, html_path)
     comparison = compare_profiles(read_profile(before), read_profile(after), by=by, top=top)
     for warning in comparison.warnings:
         note(f"warning: {warning}")

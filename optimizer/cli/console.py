@@ -77,12 +77,18 @@ def note(message: str) -> None:
         click.echo(message, err=True)
 
 
+def check_folders(*paths: Path | None) -> None:
+    """Refuse, before any work, output files whose folder does not exist."""
+    for path in paths:
+        if path is not None and not path.parent.is_dir():
+            raise UserError(f"{path}: folder {path.parent} does not exist")
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically (temporary file beside it, then rename)."""
     text = json.dumps(data, indent=2, sort_keys=False) + "\n"
+    check_folders(path)
     folder = path.parent
-    if not folder.is_dir():
-        raise UserError(f"{path}: folder {folder} does not exist")
     with tempfile.NamedTemporaryFile("w", dir=folder, prefix=f".{path.name}.", delete=False) as handle:
         handle.write(text)
     os.replace(handle.name, path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from optimizer.cli.console import settings, stdout_console, verbosity_options, write_json
+from optimizer.cli.console import check_folders, settings, stdout_console, verbosity_options, write_json
 from optimizer.cli.options import input_shape_option
 from optimizer.targets import DEFAULT_TARGET
 
@@ -46,13 +46,11 @@ def hotspots_command(
     json_path: Path | None,
 ) -> int:
     """The op types and nodes carrying most of the time in PROFILE, with the passes aimed at them."""
-    from optimizer.errors import UserError
     from optimizer.suggest import suggest_passes
     from profiles.hotspots import hotspots
     from profiles.read import read_profile
 
-    if json_path is not None and not json_path.parent.is_dir():
-        raise UserError(f"{json_path}: folder {json_path.parent} does not exist")
+    check_folders(json_path)
     profile = read_profile(profile_path)
     hot = hotspots(profile, top)
     suggestions = suggest_passes(profile, model_path=model, target=target, top=top, input_shapes=input_shapes)

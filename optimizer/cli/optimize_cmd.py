@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from optimizer.cli.console import note, progress, settings, stdout_console, verbosity_options, write_json
+from optimizer.cli.console import check_folders, note, progress, settings, stdout_console, verbosity_options, write_json
 from optimizer.cli.options import input_shape_option, pipeline_options
 
 
@@ -60,11 +60,9 @@ def optimize_command(
     max_rounds: int,
 ) -> int:
     """Optimise MODEL with the target's pipeline (or --passes), verify it and write it to -o."""
-    from optimizer.errors import UserError
     from optimizer.optimize import OptimizeOptions, optimize
 
-    if report is not None and not report.parent.is_dir():
-        raise UserError(f"--report {report}: folder {report.parent} does not exist")
+    check_folders(report)
     options = OptimizeOptions(
         input=model,
         output=output,

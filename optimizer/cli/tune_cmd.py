@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from optimizer.cli.console import note, progress, settings, verbosity_options, write_json
+from optimizer.cli.console import check_folders, note, progress, settings, verbosity_options, write_json
 from optimizer.cli.toolchain_options import (
     atc_input_shape,
     cann_version_option,
@@ -92,8 +92,7 @@ def tune_command(
 
     if not model.is_file():
         raise UserError(f"{model}: no such file")
-    if report is not None and not report.parent.is_dir():
-        raise UserError(f"--report {report}: folder {report.parent} does not exist")
+    check_folders(report)
     if tool == "aoe":
         if mode is not None:
             raise UserError("--mode is auto_tune's (RL, GA): AOE takes --job-type 1 or 2")
