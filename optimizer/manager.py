@@ -12,7 +12,7 @@ import networkx as nx
 import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
 
-from optimizer.errors import UserError
+from optimizer.errors import UserError, error_line
 from optimizer.modelio import check_model
 from optimizer.passapi import Pass, PassContext, PassResult, SkipPass, iter_nodes
 from optimizer.registry import get_pass
@@ -153,7 +153,7 @@ class PassManager:
             return model, False
         except Exception as exc:  # a broken pass must not stop the pipeline
             record.seconds += time.perf_counter() - started
-            record.status, record.reason = FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0]
+            record.status, record.reason = FAILED, f"{type(exc).__name__}: {error_line(exc)}"
             record.nodes_after = nodes_before
             return model, False
         record.seconds += time.perf_counter() - started

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from optimizer.errors import UserError
+from optimizer.errors import UserError, error_line
 
 # Protobuf cannot serialise a message above 2 GiB: past this the weights must go to external data.
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3
@@ -33,7 +33,7 @@ def load_model(path: str | os.PathLike) -> ir.Model:
     try:
         onnx.checker.check_model(str(path))
     except Exception as exc:
-        raise UserError(f"{path}: invalid ONNX model, or truncated ({_first_line(exc)})") from None
+        raise UserError(f"{path}: invalid ONNX model, or truncated ({error_line(exc)})") from None
     model = ir.serde.deserialize_model(proto)
     ir.external_data.set_base_dir(model.graph, path.parent)
     return model
@@ -50,7 +50,7 @@ def load_proto(path: Path) -> onnx.ModelProto:
     try:
         proto = onnx.load_model(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises several unrelated types for bad bytes
-        raise UserError(f"{path}: not an ONNX model, or truncated ({_first_line(exc)})") from None
+        raise UserError(f"{path}: not an ONNX model, or truncated ({error_line(exc)})") from None
     if not proto.HasField("graph") or proto.ir_version <= 0 or not proto.opset_import:
         raise UserError(f"{path}: not an ONNX model (no graph, IR version or opset import)")
     return proto
@@ -185,8 +185,3 @@ def _all_tensors(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
 def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
     itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
     return int(np.prod(tensor.dims, dtype=np.int64)) * itemsize
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

@@ -7,7 +7,7 @@ from pathlib import Path
 import onnx
 import onnx_ir as ir
 
-from optimizer.errors import UserError
+from optimizer.errors import UserError, error_line
 from optimizer.passapi import model_opset
 
 
@@ -23,7 +23,7 @@ def convert_opset(model: ir.Model, opset: int, base_dir: Path) -> ir.Model:
     try:
         converted = onnx.version_converter.convert_version(ir.serde.serialize_model(model), opset)
     except Exception as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        reason = error_line(exc, last=True)
         raise UserError(f"onnx cannot convert the model from opset {current} to {opset}: {reason}") from None
     needed = onnx.helper.find_min_ir_version_for([onnx.helper.make_opsetid("", opset)])
     converted.ir_version = max(model.ir_version, needed)

@@ -12,7 +12,7 @@ import onnx
 import onnx_ir as ir
 
 from optimizer import __version__
-from optimizer.errors import UserError
+from optimizer.errors import UserError, error_line
 from optimizer.manager import DROPPED, FAILED, PassManager, PassRecord, cleanup, count_nodes
 from optimizer.modelio import has_external_data, load_model, save_model
 from optimizer.opset import convert_opset
@@ -203,14 +203,13 @@ class _Verifier:
         try:
             self.reference = run_onnxruntime(options.input, self.feeds)
         except Exception as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise UserError(f"{options.input}: onnxruntime cannot run the input model: {reason}") from None
+            raise UserError(f"{options.input}: onnxruntime cannot run the input model: {error_line(exc)}") from None
 
     def check(self, model: ir.Model) -> Verification:
         try:
             outputs = run_onnxruntime(model, self.feeds)
         except Exception as exc:  # the optimised model does not run: every output fails
-            outputs, refusal = {}, (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            outputs, refusal = {}, error_line(exc)
         else:
             refusal = None
         checks = compare_outputs(self.reference, outputs, self.options.rtol, self.options.atol)

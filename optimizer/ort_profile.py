@@ -19,7 +19,7 @@ from pathlib import Path
 
 import onnx_ir as ir
 
-from optimizer.errors import UserError
+from optimizer.errors import UserError, error_line
 from optimizer.modelio import load_model
 from optimizer.verify import input_specs, random_inputs
 
@@ -76,8 +76,7 @@ def profile_onnx(
         try:
             return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise UserError(f"{model_path}: onnxruntime cannot run it: {reason}") from None
+            raise UserError(f"{model_path}: onnxruntime cannot run it: {error_line(exc)}") from None
 
     say("measuring latency")
     plain = session(None)

@@ -17,8 +17,9 @@ from typing import Any, ClassVar
 import numpy as np
 import onnx_ir as ir
 
+from optimizer.errors import error_line
 from optimizer.registry import register_pass
-from optimizer.shape_inference import infer_value_shapes
+from optimizer.shape_inference import infer_value_shapes, not_static
 from optimizer.targets import Target
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "Skip",
     "SkipPass",
     "const_ints",
+    "error_line",
     "iter_nodes",
     "model_opset",
     "node_label",
@@ -124,14 +126,9 @@ class PassContext:
     def dynamic_input(self, model: ir.Model) -> str | None:
         """Why the graph inputs are not all static (first dynamic dim), or None."""
         for value in model.graph.inputs:
-            if value.is_initializer() or value.name in self.input_shapes:
-                continue
-            shape = value.shape
-            if shape is None:
-                return f"input '{value.name}' has no shape; give --input-shape"
-            for axis, dim in enumerate(shape):
-                if not isinstance(dim, int):
-                    return f"input '{value.name}' has dynamic dimension '{dim}' (axis {axis}); give --input-shape"
+            reason = None if value.is_initializer() or value.name in self.input_shapes else not_static(value)
+            if reason:
+                return f"{reason}; give --input-shape"
         return None
 
 

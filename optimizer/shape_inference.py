@@ -36,6 +36,16 @@ def infer_value_shapes(model: ir.Model, input_shapes: dict[str, list[int]]) -> d
     return shapes
 
 
+def not_static(value: ir.Value) -> str | None:
+    """Why graph input ``value`` has no static shape (missing, or its first dynamic dim), or None."""
+    if value.shape is None:
+        return f"input '{value.name}' has no shape"
+    for axis, dim in enumerate(value.shape):
+        if not isinstance(dim, int):
+            return f"input '{value.name}' has dynamic dimension '{dim}' (axis {axis})"
+    return None
+
+
 def _set_dims(value: onnx.ValueInfoProto, dims: list[int]) -> None:
     shape = value.type.tensor_type.shape
     shape.ClearField("dim")

@@ -12,6 +12,7 @@ import onnx_ir as ir
 
 from optimizer.errors import UserError
 from optimizer.modelio import has_external_data, save_model
+from optimizer.shape_inference import not_static
 
 # Default (rtol, atol) by output dtype; integer and boolean outputs must match exactly.
 TOLERANCES: dict[str, tuple[float, float]] = {
@@ -90,15 +91,9 @@ def input_specs(model: ir.Model, input_shapes: dict[str, list[int]]) -> list[Inp
                 raise UserError(
                     f"--input-shape gives input '{value.name}' rank {len(dims)}; the model has rank {len(value.shape)}"
                 )
-        elif value.shape is None:
-            raise UserError(f"input '{value.name}' has no shape; give it with --input-shape")
+        elif reason := not_static(value):
+            raise UserError(f"{reason}; give its shape with --input-shape {value.name}:...")
         else:
-            for axis, dim in enumerate(value.shape):
-                if not isinstance(dim, int):
-                    raise UserError(
-                        f"input '{value.name}' has dynamic dimension '{dim}' (axis {axis}); "
-                        f"give its shape with --input-shape {value.name}:..."
-                    )
             dims = [int(d) for d in value.shape]
         specs.append(InputSpec(value.name, dtype, dims))
     return specs

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from optimizer.passapi import Change, Pass, PassContext, PassResult, SkipPass, iter_nodes, node_label, register_pass
+from optimizer.passapi import (
+    Change,
+    Pass,
+    PassContext,
+    PassResult,
+    SkipPass,
+    error_line,
+    iter_nodes,
+    node_label,
+    register_pass,
+)
 
 
 @register_pass
@@ -30,8 +40,7 @@ class Simplify(Pass):
                 proto, overwrite_input_shapes=ctx.input_shapes or None, include_subgraph=True
             )
         except Exception as exc:  # onnxsim raises anything from C++ and onnxruntime
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise SkipPass(f"onnxsim failed: {reason}") from None
+            raise SkipPass(f"onnxsim failed: {error_line(exc)}") from None
         simplified.ir_version = model.ir_version
         result = ir.serde.deserialize_model(simplified)
         fixed = [

@@ -17,7 +17,7 @@ from optimizer.cli.passes_cmd import passes_command
 from optimizer.cli.profile_cmd import profile_command
 from optimizer.cli.tune_cmd import tune_command
 from optimizer.cli.whitelist_cmd import whitelist_command
-from optimizer.errors import UserError
+from optimizer.errors import UserError, error_line
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -64,8 +64,8 @@ def run(args: list[str]) -> int:
             raise
         if _is_user_error(exc):
             return _fail(f"error: {' '.join(str(exc).split())}", 2)
-        first = (str(exc).strip().splitlines() or [""])[0]
-        return _fail(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", 1)
+        detail = f"{type(exc).__name__}: {error_line(exc)}"
+        return _fail(f"internal error: {detail} (rerun with --debug for the traceback)", 1)
     return result if isinstance(result, int) else 0
 
 
