@@ -6,6 +6,9 @@
   Reshape -> 6-D Transpose -> Reshape at opset 9, DepthToSpace(CRD) from opset 11.
 - ``ManualShuffle``: PixelShuffle by hand with ``size()``: a shape subgraph for ``simplify`` to fold.
 - ``GhostBlock``: GhostNet's Ghost module pair (GhostNet guide), a clean convolutional block.
+- ``VoiceActivity``: a voice-activity detector shaped like Silero VAD (audio chunk, LSTM state,
+  sample rate): scripted, so ``if sr == 16000 ... elif sr == 8000`` and the shape checks export as
+  nested If nodes, one network per sample rate; a few hundred nodes counting every branch.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional
 
 
 class SKUnit(nn.Module):
@@ -103,6 +107,84 @@ class GhostBlock(nn.Module):
         return x + self.ghost2(self.ghost1(x))
 
 
+class VADBranch(nn.Module):
+    """One sample rate's network: a learnt STFT (strided Conv1d), a conv encoder, an LSTM cell."""
+
+    def __init__(self, window: int, hidden: int = 16) -> None:
+        super().__init__()
+        self.window = window
+        self.stft = nn.Conv1d(1, window + 2, window, stride=window // 2, bias=False)
+        self.encoder = nn.Sequential(
+            nn.Conv1d(window // 2 + 1, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv1d(hidden, hidden, 3, stride=2, padding=1),
+            nn.ReLU(),
+        )
+        self.cell = nn.LSTMCell(hidden, hidden)
+        self.head = nn.Conv1d(hidden, 1, 1)
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.size(1) < self.window:
+            x = functional.pad(x, (0, self.window - x.size(1)))
+        x = functional.pad(x.unsqueeze(1), (0, self.window // 4), mode="reflect")
+        spectrum = self.stft(x)
+        half = spectrum.shape[1] // 2
+        magnitude = torch.sqrt(spectrum[:, :half] ** 2 + spectrum[:, half:] ** 2)
+        h, c = self.cell(self.encoder(magnitude).mean(dim=2), (state[0], state[1]))
+        probability = torch.sigmoid(self.head(functional.relu(h).unsqueeze(2))).squeeze(2)
+        return probability, torch.stack([h, c])
+
+
+class VoiceActivity(nn.Module):
+    """Silero-VAD-like: speech probability of an audio chunk at 8 or 16 kHz (multiples of 16 kHz
+    are decimated), with an LSTM state that restarts at zero when the batch size changes."""
+
+    def __init__(self, hidden: int = 16) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.model_16k = VADBranch(64, hidden)
+        self.model_8k = VADBranch(32, hidden)
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor, sr: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.dim() == 1:
+            x = x.unsqueeze(0)
+        if sr != 16000 and sr % 16000 == 0:
+            x = x[:, :: sr // 16000]
+            sr = 16000
+        if state.size(2) != self.hidden or state.size(1) != x.size(0):
+            state = torch.zeros(2, x.size(0), self.hidden)
+        if sr == 16000:
+            out, state = self.model_16k(x, state)
+        elif sr == 8000:
+            out, state = self.model_8k(x, state)
+        else:
+            out = torch.zeros(x.size(0), 1)
+        return out, state
+
+
+def export_voice_activity(path: Path, opset: int) -> Path:
+    """Export the scripted ``VoiceActivity`` (inputs ``input`` [batch, samples], ``state``
+    [2, batch, 16], ``sr`` int64; outputs ``output``, ``stateN``) with the TorchScript exporter."""
+    import warnings
+
+    torch.manual_seed(0)
+    model = torch.jit.script(VoiceActivity().eval())
+    sample = (torch.randn(1, 512), torch.zeros(2, 1, 16), 16000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            sample,
+            str(path),
+            opset_version=opset,
+            dynamo=False,
+            input_names=["input", "state", "sr"],
+            output_names=["output", "stateN"],
+            dynamic_axes={"input": {0: "batch", 1: "samples"}, "state": {1: "batch"}},
+        )
+    return path
+
+
 def export(
     model: nn.Module, path: Path, input_shape: tuple[int, ...], opset: int, dynamic: dict[int, str] | None = None
 ) -> Path:
@@ -132,9 +214,9 @@ def export(
 
 
 def build(name: str, opset: int, path: Path, dynamic_batch: bool = False, scale: int = 2) -> Path:
-    """Build a named model (``skunit``, ``srnet``, ``ghost``, ``manual-shuffle``) at ``opset`` into ``path``.
+    """Build a named model (``skunit``, ``srnet``, ``ghost``, ``manual-shuffle``, ``vad``) at ``opset`` into ``path``.
 
-    ``manual-shuffle`` always has dynamic batch, height and width.
+    ``manual-shuffle`` always has dynamic batch, height and width; ``vad`` a dynamic batch and length.
     """
     torch.manual_seed(0)
     batch = {0: "batch"} if dynamic_batch else None
@@ -146,4 +228,6 @@ def build(name: str, opset: int, path: Path, dynamic_batch: bool = False, scale:
         return export(GhostBlock(), path, (1, 16, 28, 28), opset, batch)
     if name == "manual-shuffle":
         return export(ManualShuffle(scale), path, (1, 16 * scale * scale, 19, 19), opset, {0: "n", 2: "h", 3: "w"})
+    if name == "vad":
+        return export_voice_activity(path, opset)
     raise ValueError(f"unknown model {name}")

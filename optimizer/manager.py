@@ -51,6 +51,14 @@ class RunResult:
     rounds: int
 
 
+def check_conflicts(names: list[str]) -> None:
+    """Refuse a pipeline holding two passes that undo each other (declared in ``conflicts``)."""
+    for name in names:
+        for other in get_pass(name).conflicts:
+            if other in names:
+                raise UserError(f"passes {name} and {other} undo each other: run one of them (they would oscillate)")
+
+
 def order_pipeline(names: list[str]) -> list[str]:
     """Keep the given order except where a pass's declared ``after`` asks for another pass first.
 
@@ -80,6 +88,9 @@ class PassManager:
 
     Each pass runs on a clone of the last good model: a pass that raises, or leaves a model
     the onnx checker rejects, is recorded as failed and the pipeline goes on without it.
+    ``finalize`` is what happens to the model after the pipeline (the opset conversion down
+    to the saved opset): a pass whose result it cannot take fails too, so every kept rewrite
+    is legal at the opset the model is saved at.
     """
 
     def __init__(
@@ -90,12 +101,15 @@ class PassManager:
         fixed_point: bool = False,
         max_rounds: int = 10,
         progress: Callable[[str], None] | None = None,
+        finalize: Callable[[ir.Model], ir.Model] | None = None,
     ) -> None:
+        check_conflicts(names)
         self.names = order_pipeline(names)
         self.passes: dict[str, Pass] = {name: get_pass(name)() for name in self.names}
         self.ctx = ctx
         self.max_rounds = max_rounds if fixed_point else 1
         self.progress = progress or (lambda message: None)
+        self.finalize = finalize
 
     def run(self, model: ir.Model) -> RunResult:
         """Run the pipeline, then remove dead nodes and sort the graph if anything changed.
@@ -115,18 +129,31 @@ class PassManager:
     def _run(self, model: ir.Model) -> RunResult:
         records = {name: PassRecord(name) for name in self.names}
         rounds = 0
+        seen = {fingerprint(model): 0} if self.max_rounds > 1 else {}
+        changed_in: list[list[str]] = []
         while rounds < self.max_rounds:
             rounds += 1
-            changed = False
+            changed_in.append([])
             for name in self.names:
                 record = records[name]
                 if record.status in (FAILED, SKIPPED):
                     continue
                 self.progress(f"{name}" + (f" (round {rounds})" if rounds > 1 else ""))
                 model, modified = self._run_one(self.passes[name], model, record, first=rounds == 1)
-                changed = changed or modified
-            if not changed:
+                if modified:
+                    changed_in[-1].append(name)
+            if not changed_in[-1]:
                 break
+            if self.max_rounds == 1:
+                continue
+            state = fingerprint(model)
+            culprits = sorted({name for names in changed_in[seen.get(state, rounds) :] for name in names})
+            if len(culprits) > 1:
+                raise UserError(
+                    f"passes {', '.join(culprits)} undo each other: round {rounds} brought the model back to "
+                    f"its state after round {seen[state]}; run fewer of them"
+                )
+            seen[state] = rounds
         result = list(records.values())
         if any(record.changes for record in result):
             result.append(cleanup(model))
@@ -140,13 +167,15 @@ class PassManager:
         if reason is not None:
             record.status, record.reason, record.nodes_after = SKIPPED, reason, nodes_before
             return model, False
-        self.ctx.forget_shapes()
+        self.ctx.forget()
         started = time.perf_counter()
         try:
             result = pass_.run(model.clone(), self.ctx)
             if result.modified:
                 TopologicalSortPass()(result.model)
                 check_model(result.model)
+                if self.finalize is not None:
+                    self.finalize(result.model.clone())
         except SkipPass as exc:
             record.seconds += time.perf_counter() - started
             record.status, record.reason, record.nodes_after = SKIPPED, str(exc), nodes_before
@@ -160,6 +189,17 @@ class PassManager:
         _merge(record, result)
         record.nodes_after = count_nodes(result.model)
         return result.model, result.modified
+
+
+def fingerprint(model: ir.Model) -> tuple:
+    """What the model computes with, regardless of names: input shapes, sorted ops and their attributes."""
+    shapes = tuple(str(value.shape) for value in model.graph.inputs)
+    return shapes, tuple(sorted((node.domain, node.op_type, _plain_attributes(node)) for node in iter_nodes(model)))
+
+
+def _plain_attributes(node: ir.Node) -> str:
+    subgraphs = (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
+    return repr(sorted((name, str(attr.value)) for name, attr in node.attributes.items() if attr.type not in subgraphs))
 
 
 def _merge(record: PassRecord, result: PassResult) -> None:

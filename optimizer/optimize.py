@@ -18,6 +18,7 @@ from optimizer.modelio import has_external_data, load_model, save_model
 from optimizer.opset import convert_opset
 from optimizer.passapi import PassContext, model_opset
 from optimizer.registry import all_passes, get_pass
+from optimizer.shapes import fix_input_shapes
 from optimizer.targets import DEFAULT_TARGET, load_target
 from optimizer.verify import (
     MISSING,
@@ -40,7 +41,8 @@ class OptimizeOptions:
     passes: list[str] | None = None  # None: the target's pipeline; []: no pass
     target: str = DEFAULT_TARGET
     opset: int | None = None
-    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)  # fixed in the output, as ATC does
+    verify_shapes: dict[str, list[int]] = field(default_factory=dict)  # for verification only
     verify: bool = True
     inputs: Path | None = None
     rtol: float | None = None
@@ -116,29 +118,22 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
         get_pass(name)
     say("loading model")
     original = load_model(options.input)
-    _check_shape_names(original, options.input_shapes)
+    start = original.clone()
+    notes: list[str] = []
+    fixed = fix_input_shapes(start, options.input_shapes)
+    if fixed:
+        notes.append(f"fixed input shapes (--input-shape, as ATC fixes them): {'; '.join(fixed)}")
     if output is not None:
         _check_external_data_clash(options.input, output, original)
     lap("load")
 
-    notes: list[str] = []
     opset_before = model_opset(original)
     final_opset = options.opset or opset_before
-    ctx = PassContext(target, options.input_shapes, final_opset)
+    ctx = PassContext(target, final_opset)
     say("converting opset")
-    model = _upgrade(original.clone(), options)
+    model = _upgrade(start.clone(), options)
     if final_opset < opset_before:
-        needed = [
-            n for n, cls in all_passes().items() if n not in names and cls().needed_for_downgrade(model, final_opset)
-        ]
-        if needed and options.passes == []:
-            raise UserError(
-                f"the model needs {', '.join(needed)} before onnx can convert it to opset "
-                f"{final_opset}, and --passes none runs no pass"
-            )
-        for name in needed:
-            names.append(name)
-            notes.append(f"added {name}: the model needs it before conversion to opset {final_opset}")
+        names = _add_downgrade_passes(names, model, final_opset, options, notes)
     if not target.accepts_opset(final_opset):
         low, high = target.opsets
         notes.append(
@@ -146,7 +141,10 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
         )
     lap("opset")
 
-    manager = PassManager(names, ctx, fixed_point=options.fixed_point, max_rounds=options.max_rounds, progress=say)
+    finalize = (lambda m: _downgrade(m, options)) if final_opset < model_opset(model) else None
+    manager = PassManager(
+        names, ctx, fixed_point=options.fixed_point, max_rounds=options.max_rounds, progress=say, finalize=finalize
+    )
     run = manager.run(model)
     model, records = run.model, run.records
     lap("passes")
@@ -160,9 +158,10 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
         checked = verifier.check(model)
         if not checked.ok and any(record.changes for record in records):
             say("finding the pass that broke the outputs")
-            model, records = _drop_culprits(_upgrade(original.clone(), options), manager, verifier, records)
-            model = _downgrade(model, options)
+            model, records = _drop_culprits(_upgrade(start.clone(), options), manager, verifier, records, options)
             checked = verifier.check(model)
+        if not checked.ok:
+            notes.append(_unexplained_failure(start, verifier, options))
         lap("verify")
 
     written: list[str] = []
@@ -170,8 +169,6 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
         say("saving")
         written = [str(path) for path in save_model(model, output, external_data=has_external_data(original) or None)]
         lap("save")
-    if checked is not None and not checked.ok:
-        notes.append("outputs differ even without the breaking passes (opset conversion?): nothing was written")
     return OptimizeReport(
         input=str(options.input),
         output=str(output) if output else None,
@@ -190,11 +187,42 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
     )
 
 
+def _add_downgrade_passes(
+    names: list[str], model: ir.Model, final_opset: int, options: OptimizeOptions, notes: list[str]
+) -> list[str]:
+    """Add the passes the model needs before it can go down to ``final_opset``; drop what fights them."""
+    needed = [n for n, cls in all_passes().items() if n not in names and cls().needed_for_downgrade(model, final_opset)]
+    if needed and options.passes == []:
+        raise UserError(
+            f"the model needs {', '.join(needed)} before it can be converted to opset "
+            f"{final_opset}, and --passes none runs no pass"
+        )
+    for name in needed:
+        for other in [n for n in names if n in get_pass(name).conflicts]:
+            names.remove(other)
+            notes.append(f"left out {other}: it undoes {name}")
+        names.append(name)
+        notes.append(f"added {name}: the model needs it before conversion to opset {final_opset}")
+    return names
+
+
+def _unexplained_failure(start: ir.Model, verifier: _Verifier, options: OptimizeOptions) -> str:
+    """Why the outputs still differ once every breaking pass is dropped (the opset conversion?)."""
+    if options.opset is not None and options.opset != model_opset(start):
+        converted = _downgrade(_upgrade(start.clone(), options), options)
+        if not verifier.check(converted).ok:
+            return (
+                f"the conversion from opset {model_opset(start)} to {options.opset} alone changes the outputs: "
+                "nothing was written"
+            )
+    return "outputs differ even without the breaking passes: nothing was written"
+
+
 class _Verifier:
     """Runs the original once, then compares any candidate with it on the same inputs."""
 
     def __init__(self, original: ir.Model, options: OptimizeOptions) -> None:
-        specs = input_specs(original, options.input_shapes)
+        specs = input_specs(original, {**options.input_shapes, **options.verify_shapes})
         if options.inputs is not None:
             self.feeds, self.source = load_inputs(options.inputs, specs), str(options.inputs)
         else:
@@ -220,9 +248,10 @@ class _Verifier:
 
 
 def _drop_culprits(
-    model: ir.Model, manager: PassManager, verifier: _Verifier, records: list[PassRecord]
+    model: ir.Model, manager: PassManager, verifier: _Verifier, records: list[PassRecord], options: OptimizeOptions
 ) -> tuple[ir.Model, list[PassRecord]]:
-    """Replay the passes that changed something one at a time; drop each that breaks outputs."""
+    """Replay the passes that changed something one at a time, each through the same opset
+    conversion as the run; drop each that breaks outputs. Returns the model at the saved opset."""
     replayed = []
     for record in records:
         if record.name == "cleanup":
@@ -231,11 +260,15 @@ def _drop_culprits(
             replayed.append(record)
             continue
         single = PassManager(
-            [record.name], manager.ctx, fixed_point=manager.max_rounds > 1, max_rounds=manager.max_rounds
+            [record.name],
+            manager.ctx,
+            fixed_point=manager.max_rounds > 1,
+            max_rounds=manager.max_rounds,
+            finalize=manager.finalize,
         )
         attempt = single.run(model)
         result = attempt.records[0]
-        checked = verifier.check(attempt.model)
+        checked = verifier.check(_downgrade(attempt.model.clone(), options))
         if checked.ok:
             model = attempt.model
         else:
@@ -244,7 +277,7 @@ def _drop_culprits(
         replayed.append(result)
     if any(record.changes and record.status != DROPPED for record in replayed):
         replayed.append(cleanup(model))
-    return model, replayed
+    return _downgrade(model, options), replayed
 
 
 def _describe_failure(check) -> str:
@@ -278,13 +311,6 @@ def _output_path(options: OptimizeOptions) -> Path | None:
     if options.output.is_dir():
         raise UserError(f"-o {options.output} is a directory; give a file name")
     return options.output
-
-
-def _check_shape_names(model: ir.Model, shapes: dict[str, list[int]]) -> None:
-    names = [value.name for value in model.graph.inputs if not value.is_initializer()]
-    for name in shapes:
-        if name not in names:
-            raise UserError(f"--input-shape names '{name}', which is not an input (inputs: {', '.join(names)})")
 
 
 def _check_external_data_clash(source: Path, output: Path, model: ir.Model) -> None:

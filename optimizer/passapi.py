@@ -31,6 +31,7 @@ __all__ = [
     "Requires",
     "Skip",
     "SkipPass",
+    "all_graphs",
     "const_ints",
     "error_line",
     "iter_nodes",
@@ -39,6 +40,7 @@ __all__ = [
     "constant",
     "register_pass",
     "replace_nodes",
+    "scope_labels",
     "sole_consumer",
 ]
 
@@ -47,10 +49,11 @@ __all__ = [
 class Requires:
     """Conditions under which a pass may run; unmet ones skip the pass with the reason.
 
-    ``opsets`` is an inclusive range of the default-domain opset (None = open end),
-    ``target_ops`` op types the target must support, ``capabilities`` target
-    capabilities, and ``static_shapes`` asks for every graph input to have a static shape
-    (from the model or ``--input-shape``).
+    ``opsets`` is an inclusive range of the default-domain opset (None = open end), checked
+    at the opset the model has when the pass runs and at the one it is saved at;
+    ``target_ops`` op types the target must support, ``capabilities`` target capabilities,
+    and ``static_shapes`` asks for every graph input to have a static shape (from the model
+    or ``--input-shape``).
     """
 
     opsets: tuple[int | None, int | None] = (None, None)
@@ -60,12 +63,14 @@ class Requires:
 
     def unmet(self, model: ir.Model, ctx: PassContext) -> str | None:
         """Why this pass cannot run on ``model`` here, or None when it can."""
-        opset = model_opset(model)
         low, high = self.opsets
-        if low is not None and opset < low:
-            return f"needs opset >= {low}; the model has opset {opset}"
-        if high is not None and opset > high:
-            return f"needs opset <= {high}; the model has opset {opset}"
+        for opset, when in ((model_opset(model), "has"), (ctx.final_opset, "is saved at")):
+            if opset is None:
+                continue
+            if low is not None and opset < low:
+                return f"needs opset >= {low}; the model {when} opset {opset} (--opset {low} lets it run)"
+            if high is not None and opset > high:
+                return f"needs opset <= {high}; the model {when} opset {opset} (--opset {high} lets it run)"
         missing_ops = [op for op in self.target_ops if not ctx.target.supports_op(op)]
         if missing_ops:
             return f"target {ctx.target.name} does not support {', '.join(missing_ops)}"
@@ -79,57 +84,118 @@ class Requires:
 
 @dataclass
 class PassContext:
-    """What a pass may know besides the model: target, input shapes, the opset the model ends at."""
+    """What a pass may know besides the model: the target and the opset the model will be saved at.
+
+    Shapes come from the model alone (fixed input shapes, ``--input-shape``, are written into
+    the model before the passes run), so a rewrite stays valid for every input the model accepts.
+    """
 
     target: Target
-    input_shapes: dict[str, list[int]] = field(default_factory=dict)
     final_opset: int | None = None
-    _shapes: dict[bool, dict[str, tuple[Any, ...]]] = field(default_factory=dict, repr=False)
+    _shapes: dict[ir.Value, tuple[Any, ...]] | None = field(default=None, repr=False)
+    _names: set[str] | None = field(default=None, repr=False)
+    _scopes: dict[int, str] | None = field(default=None, repr=False)
 
-    def dims_of(
-        self, value: ir.Value | None, model: ir.Model, *, assume_input_shapes: bool = False
-    ) -> list[int | None] | None:
-        """Dims of ``value`` (None for a dynamic dim) from the model or shape inference; None if rank unknown.
+    def dims_of(self, value: ir.Value | None, model: ir.Model) -> list[int | None] | None:
+        """Dims of ``value`` (None for a dynamic dim) in its own scope; None if the rank is unknown.
 
-        By default only what the model itself fixes counts, so a rewrite stays valid for every
-        input the model accepts. Analyses pass ``assume_input_shapes=True`` to take
-        ``--input-shape`` into account. Inference runs at most once per pass run and kind.
+        Shape inference runs at most once per pass run; a value inside a function gets the
+        dims that every call of the function agrees on.
         """
         if value is None:
             return None
         shape = value.shape
         if shape is not None and shape.is_static():
             return [int(d) for d in shape]
-        key = bool(assume_input_shapes and self.input_shapes)
-        if key not in self._shapes:
-            self._shapes[key] = infer_value_shapes(model, self.input_shapes if key else {})
-        dims = self._shapes[key].get(value.name) if value.name else None
+        if self._shapes is None:
+            self._shapes = infer_value_shapes(model)
+        dims = self._shapes.get(value)
         if dims is None:
             if shape is None:
                 return None
             dims = tuple(shape)
         return [d if isinstance(d, int) else None for d in dims]
 
-    def shape_of(
-        self, value: ir.Value | None, model: ir.Model, *, assume_input_shapes: bool = False
-    ) -> list[int] | None:
+    def shape_of(self, value: ir.Value | None, model: ir.Model) -> list[int] | None:
         """The fully static shape of ``value``, or None when unknown or partly dynamic."""
-        dims = self.dims_of(value, model, assume_input_shapes=assume_input_shapes)
+        dims = self.dims_of(value, model)
         if dims is None or any(d is None for d in dims):
             return None
         return [int(d) for d in dims]
 
-    def forget_shapes(self) -> None:
-        """Drop inferred shapes; the manager calls this before every pass."""
-        self._shapes = {}
+    def forget(self) -> None:
+        """Drop what was learnt about the last model; the manager calls this before every pass."""
+        self._shapes = self._names = self._scopes = None
+
+    def fresh_name(self, model: ir.Model, base: str) -> str:
+        """A value name not used anywhere in ``model`` (any scope), derived from ``base``."""
+        if self._names is None:
+            self._names = {value.name for value in _all_values(model) if value.name}
+        name, count = base, 0
+        while name in self._names:
+            count += 1
+            name = f"{base}_{count}"
+        self._names.add(name)
+        return name
+
+    def scope_problem(self, model: ir.Model, *nodes: ir.Node) -> str | None:
+        """Why ``nodes`` cannot be rewritten together: they lie in different scopes; else None."""
+        graphs = {id(node.graph) for node in nodes}
+        if len(graphs) <= 1:
+            return None
+        if self._scopes is None:
+            self._scopes = scope_labels(model)
+        where = ", ".join(
+            f"{node.op_type} {node_label(node)!r} in {self._scopes.get(id(node.graph), 'a subgraph')}" for node in nodes
+        )
+        return f"the pattern spans scopes ({where}); a rewrite cannot move values across scopes"
 
     def dynamic_input(self, model: ir.Model) -> str | None:
         """Why the graph inputs are not all static (first dynamic dim), or None."""
         for value in model.graph.inputs:
-            reason = None if value.is_initializer() or value.name in self.input_shapes else not_static(value)
+            reason = None if value.is_initializer() else not_static(value)
             if reason:
-                return f"{reason}; give --input-shape"
+                return f"{reason}; fix it with --input-shape"
         return None
+
+
+def scope_labels(model: ir.Model) -> dict[int, str]:
+    """A readable name for every graph of ``model`` (by ``id``): main graph, subgraphs, functions."""
+    labels = {id(model.graph): "the main graph"}
+    roots: list[tuple[ir.Graph, str]] = [(model.graph, "")]
+    for function in model.functions.values():
+        label = f"function {function.domain}::{function.name}"
+        labels[id(function.graph)] = label
+        roots.append((function.graph, f" of {label}"))
+    while roots:
+        graph, suffix = roots.pop()
+        for node in graph:
+            for attr in node.attributes.values():
+                subgraphs = (
+                    attr.as_graphs()
+                    if attr.type == ir.AttributeType.GRAPHS
+                    else ([attr.as_graph()] if attr.type == ir.AttributeType.GRAPH else [])
+                )
+                for sub in subgraphs:
+                    label = f"{attr.name} of {node.op_type} {node_label(node)!r}{suffix}"
+                    labels[id(sub)] = label
+                    roots.append((sub, f" in {label}"))
+    return labels
+
+
+def all_graphs(model: ir.Model) -> Iterator[ir.Graph]:
+    """The main graph, every function body, and every subgraph of either, at any depth."""
+    for root in (model.graph, *(function.graph for function in model.functions.values())):
+        yield root
+        yield from root.subgraphs()
+
+
+def _all_values(model: ir.Model) -> Iterator[ir.Value]:
+    for graph in all_graphs(model):
+        yield from graph.inputs
+        yield from graph.initializers.values()
+        for node in graph:
+            yield from node.outputs
 
 
 class SkipPass(Exception):  # noqa: N818 - it is a signal, not an error
@@ -185,6 +251,7 @@ class Pass:
     addresses: ClassVar[tuple[str, ...]] = ()
     requires: ClassVar[Requires] = Requires()
     after: ClassVar[tuple[str, ...]] = ()
+    conflicts: ClassVar[tuple[str, ...]] = ()  # passes that undo what this one does
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
         """Apply the pass to ``model`` (in place or not) and say what it did."""

@@ -7,8 +7,10 @@ or a pass class, which is registered when loaded.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
+from collections.abc import Iterator
 from importlib import metadata
 from typing import TypeVar
 
@@ -58,6 +60,21 @@ def get_pass(name: str) -> type:
     close = difflib.get_close_matches(name, list(passes), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else "; 'onnx-opt passes' lists them"
     raise UserError(f"unknown pass '{name}'{hint}")
+
+
+@contextlib.contextmanager
+def registered(*classes: type) -> Iterator[None]:
+    """Register pass classes for the duration of a ``with`` block (tests), then restore the registry."""
+    _load_entry_points()
+    saved, warnings = dict(_passes), list(_warnings)
+    try:
+        for cls in classes:
+            register_pass(cls)
+        yield
+    finally:
+        _passes.clear()
+        _passes.update(saved)
+        _warnings[:] = warnings
 
 
 def load_warnings() -> list[str]:

@@ -1,4 +1,11 @@
-"""Static shapes of every value, by onnx shape inference on a copy (the model is not changed)."""
+"""Static shapes of every value, scope by scope, by onnx shape inference on a copy.
+
+A name means something only inside its scope: the main graph, an If / Loop / Scan body, or a
+model-local function. Results are therefore keyed by the onnx-ir :class:`~onnx_ir.Value`
+itself, never by name. The main graph and its subgraphs are inferred together; a function's
+body is inferred once per call site, from the shapes its caller passes in, and a dim is kept
+only where every call site agrees (a rewrite inside a function must be right for each call).
+"""
 
 from __future__ import annotations
 
@@ -13,26 +20,22 @@ import onnx_ir as ir
 # inference needs their shapes only, and data propagation only small integer tensors.
 _DATA_ELEMENTS = 1024
 
+Dims = tuple[Any, ...]  # int, or str / None for a dynamic dim
 
-def infer_value_shapes(model: ir.Model, input_shapes: dict[str, list[int]]) -> dict[str, tuple[Any, ...]]:
-    """Map value names to inferred dims (int, or str / None when dynamic), subgraphs included.
 
-    ``input_shapes`` (from ``--input-shape``) overrides the graph inputs' shapes. Inference
-    failures are tolerated: what could be inferred is returned.
+def infer_value_shapes(model: ir.Model) -> dict[ir.Value, Dims]:
+    """Map every value whose shape could be inferred to its dims, in every scope.
+
+    The model is not changed. Inference failures are tolerated: what could be inferred is
+    returned, the rest stays unknown.
     """
     proto = ir.serde.serialize_model(model)
-    graph = proto.graph
-    for value in graph.input:
-        if value.name in input_shapes:
-            _set_dims(value, input_shapes[value.name])
-    _weights_as_inputs(graph)
+    _weights_as_inputs(proto.graph)
     with contextlib.suppress(Exception):  # best effort: unknown shapes just stay unknown
         proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
-    shapes: dict[str, tuple[Any, ...]] = {}
-    for info in _value_infos(proto.graph):
-        tensor_type = info.type.tensor_type
-        if tensor_type.HasField("shape"):
-            shapes[info.name] = tuple(_dim(d) for d in tensor_type.shape.dim)
+    shapes: dict[ir.Value, Dims] = {}
+    _collect(model.graph, proto.graph, shapes)
+    _infer_functions(model, shapes)
     return shapes
 
 
@@ -46,11 +49,123 @@ def not_static(value: ir.Value) -> str | None:
     return None
 
 
-def _set_dims(value: onnx.ValueInfoProto, dims: list[int]) -> None:
-    shape = value.type.tensor_type.shape
-    shape.ClearField("dim")
-    for dim in dims:
-        shape.dim.add().dim_value = dim
+def _collect(graph: ir.Graph, proto: onnx.GraphProto, shapes: dict[ir.Value, Dims]) -> None:
+    """Record the inferred dims of ``graph``'s own values, then recurse into its subgraphs.
+
+    ``proto`` is the serialised form of ``graph`` (same node order), so nodes pair up by position.
+    """
+    inferred = {info.name: dims for info in _infos(proto) if (dims := _dims(info)) is not None}
+    for value in _own_values(graph):
+        if value.name in inferred:
+            shapes[value] = inferred[value.name]
+    for node, node_proto in zip(graph, proto.node, strict=False):
+        attrs = {attr.name: attr for attr in node_proto.attribute}
+        for name, attr in node.attributes.items():
+            if attr.type == ir.AttributeType.GRAPH and name in attrs:
+                _collect(attr.as_graph(), attrs[name].g, shapes)
+            elif attr.type == ir.AttributeType.GRAPHS and name in attrs:
+                for sub, sub_proto in zip(attr.as_graphs(), attrs[name].graphs, strict=False):
+                    _collect(sub, sub_proto, shapes)
+
+
+def _own_values(graph: ir.Graph) -> Iterator[ir.Value]:
+    yield from graph.inputs
+    yield from graph.initializers.values()
+    for node in graph:
+        yield from node.outputs
+
+
+def _infer_functions(model: ir.Model, shapes: dict[ir.Value, Dims]) -> None:
+    """Infer each function body per call site (callers first) and keep what all sites agree on."""
+    done: set[ir.OperatorIdentifier] = set()
+    pending = dict(model.functions)
+    while pending:
+        ready = [key for key in pending if not _called_from(pending, key)]
+        if not ready:  # recursion is not allowed in ONNX; stop rather than loop
+            return
+        for key in ready:
+            function = pending.pop(key)
+            sites = [node for node in _all_nodes(model) if node.op_identifier() == key]
+            results = [_infer_call(model, function, site, shapes) for site in sites]
+            _keep_agreed(function.graph, results, shapes)
+            done.add(key)
+
+
+def _called_from(pending: dict[ir.OperatorIdentifier, ir.Function], key: ir.OperatorIdentifier) -> bool:
+    """Whether a function still waiting to be inferred calls ``key`` (so its shapes are not known yet)."""
+    return any(
+        node.op_identifier() == key
+        for other, function in pending.items()
+        if other != key
+        for node in ir.traversal.RecursiveGraphIterator(function)
+    )
+
+
+def _all_nodes(model: ir.Model) -> Iterator[ir.Node]:
+    yield from ir.traversal.RecursiveGraphIterator(model.graph)
+    for function in model.functions.values():
+        yield from ir.traversal.RecursiveGraphIterator(function)
+
+
+def _infer_call(
+    model: ir.Model, function: ir.Function, site: ir.Node, shapes: dict[ir.Value, Dims]
+) -> dict[ir.Value, Dims] | None:
+    """Dims of the function's values for one call site, or None when the call cannot be inferred."""
+    if len(site.inputs) > len(function.inputs) or _uses_attribute_references(function):
+        return None
+    body = ir.serde.serialize_function(function)
+    inputs = []
+    for formal, actual in zip(function.inputs, site.inputs, strict=False):
+        dims = _dims_of(actual, shapes)
+        if actual is None or actual.dtype is None or dims is None:
+            return None
+        inputs.append(onnx.helper.make_tensor_value_info(formal.name, actual.dtype.value, list(dims)))
+    graph = onnx.helper.make_graph(list(body.node), "call", inputs, [onnx.ValueInfoProto(name=o) for o in body.output])
+    opsets = [onnx.helper.make_opsetid(domain, version) for domain, version in function.opset_imports.items()]
+    proto = onnx.helper.make_model(
+        graph,
+        opset_imports=opsets,
+        ir_version=model.ir_version,
+        functions=[ir.serde.serialize_function(f) for f in model.functions.values()],
+    )
+    try:
+        proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
+    except Exception:
+        return None
+    found: dict[ir.Value, Dims] = {}
+    _collect(function.graph, proto.graph, found)
+    return found
+
+
+def _uses_attribute_references(function: ir.Function) -> bool:
+    return any(
+        attr.is_ref() for node in ir.traversal.RecursiveGraphIterator(function) for attr in node.attributes.values()
+    )
+
+
+def _dims_of(value: ir.Value | None, shapes: dict[ir.Value, Dims]) -> Dims | None:
+    if value is None:
+        return None
+    if value in shapes:
+        return shapes[value]
+    return None if value.shape is None else tuple(value.shape)
+
+
+def _keep_agreed(graph: ir.Graph, results: list[dict[ir.Value, Dims] | None], shapes: dict[ir.Value, Dims]) -> None:
+    """Store, for each value, the dims every call site agrees on (dynamic where they differ)."""
+    if not results or any(result is None for result in results):
+        return
+    first, *others = results
+    for value, dims in first.items():
+        merged = list(dims)
+        for other in others:
+            theirs = other.get(value)
+            if theirs is None or len(theirs) != len(merged):
+                merged = None
+                break
+            merged = [d if d == t else None for d, t in zip(merged, theirs, strict=True)]
+        if merged is not None:
+            shapes[value] = tuple(merged)
 
 
 def _weights_as_inputs(graph: onnx.GraphProto) -> None:
@@ -73,16 +188,18 @@ def _elements(tensor: onnx.TensorProto) -> int:
     return count
 
 
-def _value_infos(graph: onnx.GraphProto) -> Iterator[onnx.ValueInfoProto]:
+def _infos(graph: onnx.GraphProto) -> Iterator[onnx.ValueInfoProto]:
+    """The value infos of ``graph`` itself (not of its subgraphs)."""
     yield from graph.input
     yield from graph.output
     yield from graph.value_info
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("g"):
-                yield from _value_infos(attr.g)
-            for sub in attr.graphs:
-                yield from _value_infos(sub)
+
+
+def _dims(info: onnx.ValueInfoProto) -> Dims | None:
+    tensor_type = info.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        return None
+    return tuple(_dim(d) for d in tensor_type.shape.dim)
 
 
 def _dim(dim: onnx.TensorShapeProto.Dimension) -> int | str | None:

@@ -38,3 +38,36 @@ def parse_input_shapes(text: str | None) -> dict[str, list[int]]:
 def format_input_shapes(shapes: dict[str, list[int]]) -> str:
     """Format ``{name: [dims]}`` in ATC's syntax (the inverse of :func:`parse_input_shapes`)."""
     return ";".join(f"{name}:{','.join(str(d) for d in dims)}" for name, dims in shapes.items())
+
+
+def fix_input_shapes(model, shapes: dict[str, list[int]]) -> list[str]:
+    """Write ``shapes`` into the graph inputs of ``model`` (an onnx-ir model), as ATC fixes them.
+
+    Returns one line per input whose shape changed. An unknown input name, a rank that
+    differs, or a dim that contradicts a static one is a :class:`UserError`.
+    """
+    import onnx_ir as ir
+
+    inputs = {value.name: value for value in model.graph.inputs if not value.is_initializer()}
+    changed = []
+    for name, dims in shapes.items():
+        value = inputs.get(name)
+        if value is None:
+            raise UserError(f"--input-shape names '{name}', which is not an input (inputs: {', '.join(inputs)})")
+        old = value.shape
+        if old is not None:
+            if len(old) != len(dims):
+                raise UserError(f"--input-shape gives input '{name}' rank {len(dims)}; the model has rank {len(old)}")
+            for axis, (have, want) in enumerate(zip(old, dims, strict=True)):
+                if isinstance(have, int) and have != want:
+                    raise UserError(
+                        f"--input-shape gives input '{name}' dim {want} on axis {axis}; the model fixes {have}"
+                    )
+        if old is None or list(old) != list(dims):
+            value.shape = ir.Shape(dims)
+            changed.append(f"{name}: {_dims_text(old)} -> {dims}")
+    return changed
+
+
+def _dims_text(shape) -> str:
+    return "unknown" if shape is None else "[" + ", ".join(str(d) for d in shape) + "]"

@@ -74,8 +74,10 @@ def _dry_run(model_path: Path, target: str, input_shapes: dict[str, list[int]]) 
     from optimizer.modelio import load_model
     from optimizer.passapi import PassContext
     from optimizer.registry import all_passes
+    from optimizer.shapes import fix_input_shapes
     from optimizer.targets import load_target
 
     model = load_model(model_path)
-    ctx = PassContext(load_target(target), input_shapes)
+    fix_input_shapes(model, input_shapes)
+    ctx = PassContext(load_target(target))
     return {name: PassManager([name], ctx).run(model.clone()).records[0] for name in all_passes()}

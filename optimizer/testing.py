@@ -12,16 +12,21 @@ from pathlib import Path
 import onnx
 import onnx_ir as ir
 
-from optimizer.manager import FAILED, PassManager, PassRecord
+from optimizer.manager import FAILED, SKIPPED, PassManager, PassRecord
 from optimizer.modelio import load_model
-from optimizer.passapi import PassContext
+from optimizer.opset import convert_opset
+from optimizer.passapi import PassContext, model_opset
+from optimizer.registry import registered
+from optimizer.shapes import fix_input_shapes
 from optimizer.targets import load_target
 from optimizer.verify import Verification, compare_outputs, input_specs, random_inputs, run_onnxruntime, verification
+
+__all__ = ["PassCheck", "check_pass", "registered"]
 
 
 @dataclass
 class PassCheck:
-    """The rewritten model, what the pass recorded, and the numerical comparison."""
+    """The rewritten model (at the saved opset), what the pass recorded, and the numerical comparison."""
 
     model: ir.Model
     record: PassRecord
@@ -34,37 +39,49 @@ def check_pass(
     *,
     target: str = "onnxruntime",
     input_shapes: dict[str, list[int]] | None = None,
+    verify_shapes: dict[str, list[int]] | None = None,
     final_opset: int | None = None,
     expect_changes: int | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     seed: int = 0,
 ) -> PassCheck:
-    """Run pass ``name`` on ``model`` and assert it did not fail, kept every output within
-    tolerance on seeded random inputs (onnxruntime), made ``expect_changes`` changes when
-    given, and is idempotent (a second run changes nothing)."""
+    """Run pass ``name`` on ``model`` and assert that it ran (was neither skipped nor failed),
+    made ``expect_changes`` changes when given, kept every output within tolerance on seeded
+    random inputs (onnxruntime), and is idempotent (a second run changes nothing).
+
+    ``input_shapes`` are fixed into the model first (``--input-shape``); ``verify_shapes``
+    only shape the random inputs. With ``final_opset`` the result is converted to that opset
+    (as ``--opset`` does after the passes) before it is compared, so a rewrite must be right
+    at the opset the model is saved at.
+    """
     original = _as_ir(model)
-    shapes = input_shapes or {}
-    ctx = PassContext(load_target(target), shapes, final_opset)
+    if input_shapes:
+        fix_input_shapes(original, input_shapes)
+    ctx = PassContext(load_target(target), final_opset)
     run = PassManager([name], ctx).run(original.clone())
     record = run.records[0]
     assert record.status != FAILED, f"{name} failed: {record.reason}"
+    assert record.status != SKIPPED, f"{name} was skipped: {record.reason}"
     if expect_changes is not None:
         assert record.changes == expect_changes, (
             f"{name} made {record.changes} changes, expected {expect_changes}; refusals: {record.skips}"
         )
-    feeds = random_inputs(input_specs(original, shapes), seed)
-    checks = compare_outputs(run_onnxruntime(original, feeds), run_onnxruntime(run.model, feeds), rtol, atol)
+    result = run.model
+    if final_opset is not None and final_opset != model_opset(result):
+        result = convert_opset(result, final_opset, Path.cwd())
+    feeds = random_inputs(input_specs(original, {**(input_shapes or {}), **(verify_shapes or {})}), seed)
+    checks = compare_outputs(run_onnxruntime(original, feeds), run_onnxruntime(result, feeds), rtol, atol)
     checked = verification(checks, feeds, f"random (seed {seed})")
     assert checked.ok, f"{name} changed the outputs: {checked.failures()}"
     again = PassManager([name], ctx).run(run.model.clone()).records[0]
     assert again.changes == 0, f"{name} is not idempotent: a second run changed {again.changed_nodes}"
-    return PassCheck(run.model, record, checked)
+    return PassCheck(result, record, checked)
 
 
 def _as_ir(model: ir.Model | onnx.ModelProto | str | Path) -> ir.Model:
     if isinstance(model, ir.Model):
-        return model
+        return model.clone()
     if isinstance(model, onnx.ModelProto):
         return ir.serde.deserialize_model(model)
     return load_model(Path(model))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -14,29 +17,58 @@ from optimizer.errors import UserError
 from optimizer.modelio import has_external_data, save_model
 from optimizer.shape_inference import not_static
 
-# Default (rtol, atol) by output dtype; integer and boolean outputs must match exactly.
+# Default (rtol, atol) by output dtype (numpy / ml_dtypes name). Complex values are compared by
+# the modulus of the difference, like the float of their parts. 8- and 4-bit floats: one step of
+# the format (its epsilon) relative, its smallest subnormal absolute. Every dtype not listed here
+# (integers, booleans, strings, other exotic types) must match exactly.
 TOLERANCES: dict[str, tuple[float, float]] = {
     "float16": (1e-2, 1e-3),
     "bfloat16": (1e-2, 1e-2),
     "float32": (1e-4, 1e-5),
     "float64": (1e-7, 1e-9),
+    "complex64": (1e-4, 1e-5),
+    "complex128": (1e-7, 1e-9),
+    "float8_e4m3fn": (2**-3, 2**-9),
+    "float8_e4m3fnuz": (2**-3, 2**-10),
+    "float8_e5m2": (2**-2, 2**-16),
+    "float8_e5m2fnuz": (2**-2, 2**-17),
+    "float4_e2m1fn": (2**-1, 2**-1),
 }
+EXACT = "exact"
+WITHIN_TOLERANCE = "|a - b| <= atol + rtol * |a|"
 INTEGER_RANGE = (0, 3)  # small and non-negative: safe as indices, token ids and counts
 MISSING = "missing from the optimised model"
+# onnxruntime's Python binding turns these tensor types into numpy arrays; any other tensor type
+# (bfloat16, float8, int4, ...) is read from the raw buffer. float8e4m3fn would come back as uint8.
+_NUMPY_TENSOR_TYPES = {
+    f"tensor({name})"
+    for name in ("float", "double", "float16", "bool", "string", "int8", "int16", "int32", "int64")
+    + ("uint8", "uint16", "uint32", "uint64")
+}
 
 
 @dataclass
 class InputSpec:
-    """A graph input to feed: name, numpy dtype and concrete shape."""
+    """A graph input: name, numpy dtype and shape.
+
+    From :func:`input_specs` the shape is concrete. From :func:`declared_inputs` it is as the
+    model declares it: a dynamic dim is its symbol (str) or None, and the shape is None when the
+    model gives none.
+    """
 
     name: str
     dtype: np.dtype
-    shape: list[int]
+    shape: list[int | str | None] | None
 
 
 @dataclass
 class OutputCheck:
-    """How one output of the optimised model compares with the original's."""
+    """How one output of the optimised model compares with the original's.
+
+    ``rule`` is :data:`EXACT` (rtol and atol are then 0) or :data:`WITHIN_TOLERANCE`. A sequence
+    or map output is one check over its elements: dtype ``sequence(float32)`` or ``map``, shape
+    ``[length]``, the largest differences and the smallest cosine of its elements.
+    """
 
     name: str
     dtype: str
@@ -48,6 +80,7 @@ class OutputCheck:
     atol: float
     ok: bool
     problem: str | None = None
+    rule: str = WITHIN_TOLERANCE
 
 
 @dataclass
@@ -79,24 +112,34 @@ def input_specs(model: ir.Model, input_shapes: dict[str, list[int]]) -> list[Inp
     A dynamic dimension not covered by ``input_shapes`` is a :class:`UserError` naming it.
     """
     specs = []
-    for value in model.graph.inputs:
-        if value.is_initializer():
-            continue
-        if value.dtype is None:
-            raise UserError(f"input '{value.name}' has no element type")
-        dtype = value.dtype.numpy()
-        if value.name in input_shapes:
-            dims = input_shapes[value.name]
-            if value.shape is not None and len(value.shape) != len(dims):
+    for spec, value in zip(declared_inputs(model), _fed_inputs(model), strict=True):
+        if spec.name in input_shapes:
+            dims = input_shapes[spec.name]
+            if spec.shape is not None and len(spec.shape) != len(dims):
                 raise UserError(
-                    f"--input-shape gives input '{value.name}' rank {len(dims)}; the model has rank {len(value.shape)}"
+                    f"--input-shape gives input '{spec.name}' rank {len(dims)}; the model has rank {len(spec.shape)}"
                 )
         elif reason := not_static(value):
-            raise UserError(f"{reason}; give its shape with --input-shape {value.name}:...")
+            raise UserError(f"{reason}; give its shape with --input-shape {spec.name}:...")
         else:
-            dims = [int(d) for d in value.shape]
-        specs.append(InputSpec(value.name, dtype, dims))
+            dims = list(spec.shape)
+        specs.append(InputSpec(spec.name, spec.dtype, list(dims)))
     return specs
+
+
+def declared_inputs(model: ir.Model) -> list[InputSpec]:
+    """The inputs to feed with their shapes as declared (dynamic dims as str or None)."""
+    specs = []
+    for value in _fed_inputs(model):
+        if value.dtype is None:
+            raise UserError(f"input '{value.name}' has no element type")
+        shape = None if value.shape is None else [d if isinstance(d, int) else d.value for d in value.shape]
+        specs.append(InputSpec(value.name, value.dtype.numpy(), shape))
+    return specs
+
+
+def _fed_inputs(model: ir.Model) -> list[ir.Value]:
+    return [value for value in model.graph.inputs if not value.is_initializer()]
 
 
 def random_inputs(specs: list[InputSpec], seed: int = 0) -> dict[str, np.ndarray]:
@@ -104,12 +147,14 @@ def random_inputs(specs: list[InputSpec], seed: int = 0) -> dict[str, np.ndarray
     rng = np.random.default_rng(seed)
     feeds = {}
     for spec in specs:
+        if spec.shape is None or not all(isinstance(dim, int) for dim in spec.shape):
+            raise UserError(f"input '{spec.name}' has no concrete shape {_dims(spec.shape)}")
         if spec.dtype == np.bool_:
             feeds[spec.name] = np.asarray(rng.random(spec.shape) < 0.5)
         elif np.issubdtype(spec.dtype, np.integer):
             feeds[spec.name] = np.asarray(rng.integers(*INTEGER_RANGE, size=spec.shape), dtype=spec.dtype)
-        elif np.issubdtype(spec.dtype, np.floating):
-            feeds[spec.name] = np.asarray(rng.standard_normal(spec.shape), dtype=spec.dtype)
+        elif np.issubdtype(spec.dtype, np.floating) or str(spec.dtype) in TOLERANCES:
+            feeds[spec.name] = np.asarray(rng.standard_normal(spec.shape)).astype(spec.dtype)
         else:
             raise UserError(
                 f"cannot make random data for input '{spec.name}' of type {spec.dtype}; give --inputs FILE.npz"
@@ -118,7 +163,11 @@ def random_inputs(specs: list[InputSpec], seed: int = 0) -> dict[str, np.ndarray
 
 
 def load_inputs(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
-    """Real inputs from an ``.npz`` file keyed by input name, checked against the model."""
+    """Real inputs from an ``.npz`` file keyed by input name, checked against the model.
+
+    ``specs`` may be concrete (:func:`input_specs`) or declared (:func:`declared_inputs`): each
+    array must have the input's dtype and rank, and its size on every static dim.
+    """
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
@@ -133,17 +182,42 @@ def load_inputs(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
         array = arrays[spec.name]
         if array.dtype != spec.dtype:
             raise UserError(f"{path}: input '{spec.name}' is {array.dtype}; the model wants {spec.dtype}")
+        if spec.shape is not None and (
+            array.ndim != len(spec.shape)
+            or any(isinstance(want, int) and want != got for want, got in zip(spec.shape, array.shape, strict=True))
+        ):
+            raise UserError(
+                f"{path}: input '{spec.name}' has shape {list(array.shape)}; the model wants {_dims(spec.shape)}"
+            )
         feeds[spec.name] = array
     return feeds
 
 
-def run_onnxruntime(model: ir.Model | Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run ``model`` (in memory, or a file path) in onnxruntime on the CPU; outputs by name."""
+def _dims(shape: list[int | str | None] | None) -> str:
+    if shape is None:
+        return "(the model gives no shape)"
+    return "[" + ", ".join("?" if dim is None else str(dim) for dim in shape) + "]"
+
+
+def run_onnxruntime(model: ir.Model | Path, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Run ``model`` (in memory, or a file path) in onnxruntime on the CPU; outputs by name.
+
+    A tensor output is a numpy array (bfloat16, float8 and 4-bit types as ml_dtypes arrays), a
+    sequence a list, a map a dict, an empty optional None. Inputs may be ml_dtypes arrays.
+    """
+    with onnxruntime_runner(model) as run:
+        return run(feeds)
+
+
+@contextlib.contextmanager
+def onnxruntime_runner(model: ir.Model | Path) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
+    """One onnxruntime CPU session on ``model``, as a function from feeds to outputs by name
+    (as :func:`run_onnxruntime` returns them), to run it on several inputs."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # failures are raised and reported by the caller, not logged
     with tempfile.TemporaryDirectory(prefix="onnx-opt-verify-") as tmp:
         if isinstance(model, Path):
             source: str | bytes = str(model)
@@ -152,55 +226,157 @@ def run_onnxruntime(model: ir.Model | Path, feeds: dict[str, np.ndarray]) -> dic
         else:
             source = ir.serde.serialize_model(model).SerializeToString()
         session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-        names = [output.name for output in session.get_outputs()]
-        return dict(zip(names, session.run(names, feeds), strict=True))
+        yield lambda feeds: _run(session, feeds)
+
+
+def _run(session: Any, feeds: dict[str, Any]) -> dict[str, Any]:
+    """Outputs of types numpy lacks are fetched as OrtValues, in a second run when others need the first."""
+    names = [output.name for output in session.get_outputs()]
+    raw = [output.name for output in session.get_outputs() if _needs_raw_read(output.type)]
+    plain = [name for name in names if name not in raw]
+    inputs = {name: _ort_input(array) for name, array in feeds.items()}
+    results = dict(zip(plain, session.run(plain, inputs), strict=True)) if plain else {}
+    if raw:
+        values = {name: _ort_value(array) for name, array in inputs.items()}
+        results.update(zip(raw, map(_array_of, session.run_with_ort_values(raw, values)), strict=True))
+    return {name: results[name] for name in names}
+
+
+def _needs_raw_read(ort_type: str) -> bool:
+    return ort_type.startswith("tensor(") and ort_type not in _NUMPY_TENSOR_TYPES
+
+
+def _ort_input(array: Any) -> Any:
+    """bfloat16 and float8 arrays as OrtValues: onnxruntime cannot take them as numpy arrays."""
+    import onnxruntime as ort
+
+    if isinstance(array, np.ndarray) and array.dtype.kind == "V":
+        data_type = ir.DataType.from_numpy(array.dtype)
+        if data_type.bitwidth >= 8:  # 4-bit types would need packing: left to onnxruntime to refuse
+            bits = np.ascontiguousarray(array).view(f"uint{data_type.bitwidth}")
+            return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(bits, data_type.value)
+    return array
+
+
+def _ort_value(array: Any) -> Any:
+    import onnxruntime as ort
+
+    return array if isinstance(array, ort.OrtValue) else ort.OrtValue.ortvalue_from_numpy(array)
+
+
+def _array_of(value: Any) -> np.ndarray:
+    """A tensor OrtValue of a type numpy lacks, copied out of its buffer as an ml_dtypes array."""
+    data_type = ir.DataType(value.element_type())
+    raw = ctypes.string_at(value.data_ptr(), value.tensor_size_in_bytes())
+    if data_type.bitwidth < 8:
+        return ir.PackedTensor(np.frombuffer(raw, np.uint8), data_type, shape=value.shape()).numpy()
+    return np.frombuffer(raw, data_type.numpy()).reshape(value.shape()).copy()
 
 
 def compare_outputs(
-    reference: dict[str, np.ndarray],
-    candidate: dict[str, np.ndarray],
+    reference: dict[str, Any],
+    candidate: dict[str, Any],
     rtol: float | None = None,
     atol: float | None = None,
 ) -> list[OutputCheck]:
-    """Compare every reference output with the candidate's (shapes, dtypes, values)."""
+    """Compare every reference output with the candidate's (kind, shape, dtype, values).
+
+    Tensors of a dtype in :data:`TOLERANCES` must be within its tolerance (or ``rtol`` / ``atol``
+    when given), any other dtype equal; sequences, maps and optionals are compared element by element.
+    """
     checks = []
     for name, expected in reference.items():
-        dtype = str(expected.dtype)
-        default_rtol, default_atol = TOLERANCES.get(dtype, (0.0, 0.0))
-        check = OutputCheck(
-            name,
-            dtype,
-            list(expected.shape),
-            0.0,
-            0.0,
-            1.0,
-            default_rtol if rtol is None else rtol,
-            default_atol if atol is None else atol,
-            True,
-        )
-        actual = candidate.get(name)
-        if actual is None:
-            check.ok, check.problem = False, MISSING
-        elif actual.shape != expected.shape or actual.dtype != expected.dtype:
-            check.ok = False
-            check.problem = f"{actual.dtype}{list(actual.shape)} instead of {dtype}{list(expected.shape)}"
+        if name in candidate:
+            checks.append(_compare(name, expected, candidate[name], rtol, atol))
         else:
-            _measure(check, expected, actual)
-        checks.append(check)
+            check = _compare(name, expected, None, rtol, atol)
+            check.ok, check.problem = False, MISSING
+            checks.append(check)
     return checks
 
 
-def _measure(check: OutputCheck, expected: np.ndarray, actual: np.ndarray) -> None:
-    if expected.size == 0:
-        return
-    if expected.dtype.kind not in "fc":
-        equal = np.array_equal(expected, actual)
-        diff = np.abs(expected.astype(np.float64) - actual.astype(np.float64)) if expected.dtype.kind in "iub" else None
-        check.max_abs_diff = float(diff.max()) if diff is not None else float(not equal)
-        check.ok = bool(equal)
-        return
-    ref = expected.astype(np.float64)
-    out = actual.astype(np.float64)
+def _compare(name: str, expected: Any, actual: Any, rtol: float | None, atol: float | None) -> OutputCheck:
+    if isinstance(expected, (list, dict)):
+        return _compare_elements(name, expected, actual, rtol, atol)
+    if expected is None:
+        check = OutputCheck(name, "optional", [], 0.0, 0.0, 1.0, 0.0, 0.0, actual is None, rule=EXACT)
+        if actual is not None:
+            check.problem = f"{_describe(actual)} instead of {_describe(expected)}"
+        return check
+    dtype = str(expected.dtype)
+    check = OutputCheck(name, dtype, list(expected.shape), 0.0, 0.0, 1.0, 0.0, 0.0, True, rule=EXACT)
+    tolerance = TOLERANCES.get(dtype)
+    if tolerance is not None:
+        check.rule = WITHIN_TOLERANCE
+        check.rtol = tolerance[0] if rtol is None else rtol
+        check.atol = tolerance[1] if atol is None else atol
+    if not isinstance(actual, np.ndarray) or actual.shape != expected.shape or actual.dtype != expected.dtype:
+        check.ok, check.problem = False, f"{_describe(actual)} instead of {_describe(expected)}"
+    elif expected.size and tolerance is None:
+        _measure_exact(check, expected, actual)
+    elif expected.size:
+        _measure_close(check, expected, actual)
+    return check
+
+
+def _compare_elements(name: str, expected: Any, actual: Any, rtol: float | None, atol: float | None) -> OutputCheck:
+    """One check over a sequence (list) or map (dict): same length or keys, then element by element."""
+    kind = "sequence" if isinstance(expected, list) else "map"
+    check = OutputCheck(name, kind, [len(expected)], 0.0, 0.0, 1.0, 0.0, 0.0, True, rule=EXACT)
+    if kind == "sequence" and isinstance(actual, list) and len(actual) == len(expected):
+        pairs = [(f"{name}[{i}]", e, a) for i, (e, a) in enumerate(zip(expected, actual, strict=True))]
+    elif kind == "map" and isinstance(actual, dict) and actual.keys() == expected.keys():
+        pairs = [(f"{name}[{k!r}]", _map_value(v), _map_value(actual[k])) for k, v in expected.items()]
+    else:
+        check.ok, check.problem = False, f"{_describe(actual)} instead of {_describe(expected)}"
+        return check
+    parts = [_compare(part, e, a, rtol, atol) for part, e, a in pairs]
+    if parts:
+        first = parts[0]
+        check.dtype = f"{kind}({first.dtype})"
+        check.rtol, check.atol, check.rule = first.rtol, first.atol, first.rule
+        check.max_abs_diff = max(part.max_abs_diff for part in parts)
+        check.max_rel_diff = max(part.max_rel_diff for part in parts)
+        check.cosine = min(part.cosine for part in parts)
+        check.ok = all(part.ok for part in parts)
+        check.problem = next((f"{part.name}: {part.problem}" for part in parts if part.problem), None)
+    return check
+
+
+def _map_value(value: Any) -> np.ndarray:
+    """A map value as an array: onnxruntime gives Python floats for float32 map values (ZipMap)."""
+    if isinstance(value, float):
+        return np.asarray(value, np.float32)
+    return np.asarray(value, object if isinstance(value, str) else None)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype}{list(value.shape)}"
+    if isinstance(value, list):
+        return f"a sequence of {len(value)}"
+    if isinstance(value, dict):
+        return f"a map with keys {list(value)}"
+    return "an empty optional" if value is None else type(value).__name__
+
+
+def _measure_exact(check: OutputCheck, expected: np.ndarray, actual: np.ndarray) -> None:
+    check.ok = bool(np.array_equal(expected, actual))
+    if expected.dtype.kind in "OSU":  # strings: no numeric difference
+        check.max_abs_diff = float(not check.ok)
+    else:
+        check.max_abs_diff = float(np.abs(expected.astype(np.float64) - actual.astype(np.float64)).max())
+
+
+def _measure_close(check: OutputCheck, expected: np.ndarray, actual: np.ndarray) -> None:
+    """Differences as moduli: complex values stay complex (|a - b|, relative to |a|).
+
+    The cosine is Re<a, b> / (|a| |b|), the cosine of the vectors of real and imaginary parts,
+    so a phase error lowers it (|<a, b>| would not see a common rotation).
+    """
+    wide = np.complex128 if expected.dtype.kind == "c" else np.float64
+    ref = expected.astype(wide).ravel()
+    out = actual.astype(wide).ravel()
     nan_ref, nan_out = np.isnan(ref), np.isnan(out)
     if not np.array_equal(nan_ref, nan_out):
         check.ok, check.problem = False, "NaN in different places"
@@ -219,7 +395,9 @@ def _measure(check: OutputCheck, expected: np.ndarray, actual: np.ndarray) -> No
         check.max_rel_diff = 0.0 if check.max_abs_diff == 0 else float("inf")
     finite = np.isfinite(ref) & np.isfinite(out)
     norms = np.linalg.norm(ref[finite]) * np.linalg.norm(out[finite])
-    check.cosine = float(np.dot(ref[finite], out[finite]) / norms) if norms > 0 else float(np.array_equal(ref, out))
+    check.cosine = (
+        float(np.vdot(ref[finite], out[finite]).real / norms) if norms > 0 else float(np.array_equal(ref, out))
+    )
     check.ok = check.ok and bool(np.all(diff <= check.atol + check.rtol * np.abs(ref)))
 
 

@@ -14,10 +14,12 @@ def shapes_from_model(path: Path, input_shapes: dict[str, list[int]]) -> list[li
     from optimizer.manager import PassManager
     from optimizer.modelio import load_model
     from optimizer.passapi import PassContext
+    from optimizer.shapes import fix_input_shapes
     from optimizer.targets import load_target
 
     model = load_model(path)
-    ctx = PassContext(load_target("ascend310"), input_shapes)
+    fix_input_shapes(model, input_shapes)
+    ctx = PassContext(load_target("ascend310"))
     run = PassManager(["simplify", WHITELIST_PASS], ctx).run(model)
     record = next(r for r in run.records if r.name == WHITELIST_PASS)
     if record.reason:

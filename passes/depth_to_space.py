@@ -9,8 +9,8 @@ ONNX defines, for ``x = [N, C, H, W]`` and blocksize ``b`` (``c = C / b^2``)::
                   -> Reshape [N, C*b*b, H/b, W/b]
 
 PyTorch's PixelShuffle exported at opset 9 is the CRD form; at opset 11 it is DepthToSpace(CRD).
-The CRD ``mode`` attribute exists from opset 11 on, and onnx's version converter cannot move a
-DepthToSpace below opset 11, so an opset-9/10 target needs the decomposition first.
+The CRD ``mode`` attribute exists from opset 11 on (before it DepthToSpace is DCR only), so a
+CRD DepthToSpace going to opset 9/10 needs the decomposition first.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ class DecomposeDepthToSpace(NodePass):
     summary = "Rewrite DepthToSpace (DCR or CRD) as Reshape -> Transpose -> Reshape for opset 9/10 or old CANN"
     addresses = ("DepthToSpace",)
     requires = Requires(opsets=(5, None))  # Reshape takes its shape as an input from opset 5
+    conflicts = ("fuse-depth-to-space",)
 
     def rewrite(self, node: ir.Node, model: ir.Model, ctx: PassContext) -> Change | Skip | None:
         """Replace a DepthToSpace whose C, H and W are static (the batch may be dynamic)."""
@@ -108,20 +109,21 @@ class DecomposeDepthToSpace(NodePass):
         if b < 1 or c % (b * b):
             return Skip(label, f"blocksize {b} does not divide the {c} channels into b*b groups")
         base = node.name or node.outputs[0].name
-        split = constant(f"{base}/split_shape", _reshape_target(layout.split(n, c, h, w, b)))
-        merge = constant(f"{base}/merge_shape", _reshape_target(layout.result(n, c, h, w, b)))
+        split = constant(ctx.fresh_name(model, f"{base}/split_shape"), _reshape_target(layout.split(n, c, h, w, b)))
+        merge = constant(ctx.fresh_name(model, f"{base}/merge_shape"), _reshape_target(layout.result(n, c, h, w, b)))
         reshape = ir.node("Reshape", [node.inputs[0], split.outputs[0]], name=f"{base}/split")
         transpose = ir.node("Transpose", [reshape.outputs[0]], {"perm": list(layout.perm)}, name=f"{base}/transpose")
         final = ir.node("Reshape", [transpose.outputs[0], merge.outputs[0]], name=f"{base}/merge")
         for new_node in (reshape, transpose):
-            new_node.outputs[0].name = new_node.name
+            new_node.outputs[0].name = ctx.fresh_name(model, new_node.name)
         replace_nodes([node], [split, reshape, transpose, merge, final], node.outputs[0], final.outputs[0])
         return Change(f"DepthToSpace({layout.mode}, blocksize {b}) -> Reshape, Transpose, Reshape", (label,))
 
     def needed_for_downgrade(self, model: ir.Model, opset: int) -> bool:
-        """onnx cannot convert DepthToSpace from opset >= 11 down to 9 or 10."""
+        """A CRD DepthToSpace has no form below opset 11 (DCR, the default, has)."""
         return opset < MODE_OPSET <= model_opset(model) and any(
-            node.op_type == "DepthToSpace" for node in iter_nodes(model)
+            node.op_type == "DepthToSpace" and node.attributes.get_string("mode", "DCR") == "CRD"
+            for node in iter_nodes(model)
         )
 
 
@@ -131,6 +133,7 @@ class FuseDepthToSpace(NodePass):
     summary = "Fuse Reshape -> Transpose -> Reshape into DepthToSpace (CRD/DCR) or SpaceToDepth"
     addresses = ("Transpose", "Reshape")
     requires = Requires(opsets=(5, None))
+    conflicts = ("decompose-depth-to-space",)
 
     def rewrite(self, node: ir.Node, model: ir.Model, ctx: PassContext) -> Change | Skip | None:
         """Fuse around a 6-D Transpose whose perm is one of the three layouts."""
@@ -150,6 +153,8 @@ class FuseDepthToSpace(NodePass):
             return None
         last = users[0]
         label = node_label(node)
+        if scope := ctx.scope_problem(model, first, node, last):
+            return Skip(label, scope)
         problem = self._problem(first, node, last, layout, model, ctx)
         if isinstance(problem, str):
             return Skip(label, problem)
@@ -157,9 +162,11 @@ class FuseDepthToSpace(NodePass):
         opset = model_opset(model)
         final_opset = ctx.final_opset or opset
         if layout.mode == "CRD" and min(final_opset, opset) < MODE_OPSET:
-            return Skip(label, f"CRD DepthToSpace needs opset >= {MODE_OPSET}; the model ends at opset {final_opset}")
-        if final_opset < opset and opset >= MODE_OPSET:
-            return Skip(label, f"onnx cannot convert {layout.op_type} from opset {opset} down to {final_opset}")
+            return Skip(
+                label,
+                f"CRD DepthToSpace needs opset >= {MODE_OPSET}; the model ends at opset {final_opset} "
+                f"(--opset {MODE_OPSET} lets it run)",
+            )
         if not ctx.target.supports_op(layout.op_type):
             return Skip(label, f"target {ctx.target.name} does not support {layout.op_type}")
         attributes: dict[str, object] = {"blocksize": b}

@@ -1,11 +1,25 @@
-"""``simplify``: onnxsim as a pass, so shape subgraphs fold to constants before other passes look.
+"""``simplify``: fold constants and shape subgraphs with onnxsim, then onnxscript's optimizer.
 
-It honours ``--input-shape`` (onnxsim then fixes those input shapes in the model, as ATC would
-see them). When onnxsim fails, the pass is skipped with its reason and the model is untouched.
+onnxsim folds the shape subgraphs of the main graph; onnxscript's optimizer folds inside If /
+Loop bodies and functions, If nodes on constant conditions and dead branches. Each result is
+checked (inputs and outputs unchanged, functions, opset imports, IR version and metadata kept,
+no empty optional input dropped, and valid for the onnx checker and onnxruntime wherever the
+model was), and the one with the fewest nodes, every subgraph counted, is kept; rounds repeat
+until the count stops falling, so a second run changes nothing. When onnxsim fails, onnxscript's
+optimizer runs alone and a note says why. Input shapes are never changed here (``--input-shape``
+is written into the model before the passes). Large weights no fold needs stay out of
+onnxsim's copy.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Iterator
+
+import numpy as np
+import onnx
 import onnx_ir as ir
 
 from optimizer.passapi import (
@@ -14,52 +28,370 @@ from optimizer.passapi import (
     PassContext,
     PassResult,
     SkipPass,
-    error_line,
     iter_nodes,
     node_label,
     register_pass,
 )
 
+# onnxsim's own onnx checker accepts IR versions up to this one.
+ONNXSIM_IR_VERSION = 10
+# Data types added after IR version 10 (FLOAT4E2M1 and later).
+_NEWER_DTYPES = frozenset(dtype for dtype in ir.DataType if dtype.value > ir.DataType.INT4.value)
+# Initializers from this size on go to onnxsim as typed inputs unless a fold needs their data.
+HELD_WEIGHT_BYTES = 1 << 20
+# ConstantOfShape is folded (onnxscript keeps it by default) when its output has at most this many elements.
+FOLD_CONSTANT_OF_SHAPE_ELEMENTS = 4096
+# Rounds of onnxsim + onnxscript before giving up on a fixed point.
+MAX_ROUNDS = 4
+# Ops whose weights onnxsim's optimizer rewrites (fuse_bn_into_conv), so it needs their data.
+_FUSED_WITH_BATCH_NORM = frozenset({"Conv", "ConvTranspose"})
+
+
+class SimplifierError(Exception):
+    """A simplifier raised, or returned a model that lost or broke something."""
+
 
 @register_pass
 class Simplify(Pass):
     name = "simplify"
-    summary = "Fold constants and shape subgraphs with onnxsim (honours --input-shape)"
-    addresses = ("Shape", "Gather", "Unsqueeze", "Concat", "Reshape", "Constant", "Identity")
+    summary = "Fold constants, shape subgraphs and constant If nodes (onnxsim, then onnxscript's optimizer)"
+    addresses = ("Shape", "Gather", "Unsqueeze", "Concat", "Reshape", "Constant", "Identity", "If")
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
-        """Simplify a serialised copy with onnxsim and report the nodes it removed."""
-        import onnxruntime
-        import onnxsim
-
-        onnxruntime.set_default_logger_severity(3)  # onnxsim's folding errors are reported as the skip reason
-
-        proto = ir.serde.serialize_model(ir.external_data.load_to_model(model.clone()))
-        try:
-            simplified, _ = onnxsim.simplify(
-                proto, overwrite_input_shapes=ctx.input_shapes or None, include_subgraph=True
-            )
-        except Exception as exc:  # onnxsim raises anything from C++ and onnxruntime
-            raise SkipPass(f"onnxsim failed: {error_line(exc)}") from None
-        simplified.ir_version = model.ir_version
-        result = ir.serde.deserialize_model(simplified)
-        fixed = [
-            Change(f"fixed the shape of input {new.name} to {list(new.shape)}")
-            for old, new in zip(model.graph.inputs, result.graph.inputs, strict=False)
-            if old.shape != new.shape
-        ]
-        after = _signatures(result)
-        kept = set(after)
-        removed = [node_label(node) for node in iter_nodes(model) if _signature(node) not in kept]
-        changes = fixed + [Change("folded or removed", (label,)) for label in removed]
-        if not changes and after == _signatures(model):
-            return PassResult(model)
-        return PassResult(result, changes or [Change("rewrote nodes")])
+        """Simplify in rounds until the node count stops falling; report the nodes removed."""
+        before = count_all_nodes(model)
+        reference = Reference(model)
+        current, labels = model, []
+        for _ in range(MAX_ROUNDS):
+            candidate, label = simplify_once(current, reference)
+            if count_all_nodes(candidate) >= count_all_nodes(current):
+                if not labels:
+                    labels.append(label)
+                break
+            current = candidate
+            labels.append(label)
+        after = count_all_nodes(current)
+        how = labels[0] + (f" ({len(labels)} rounds)" if len(labels) > 1 else "")
+        if current is model:
+            return PassResult(model, notes=[f"{how}: nothing to fold ({before} nodes)"])
+        kept = Counter(_key(node) for node in iter_nodes(current))
+        removed = []
+        for node in iter_nodes(model):
+            if kept[_key(node)]:
+                kept[_key(node)] -= 1
+            else:
+                removed.append(node_label(node))
+        changes = [Change("folded or removed", (label,)) for label in removed] or [Change("rewrote nodes")]
+        return PassResult(current, changes, notes=[f"{how}: {before} -> {after} nodes, every subgraph counted"])
 
 
-def _signatures(model: ir.Model) -> list[tuple]:
-    return [_signature(node) for node in iter_nodes(model)]
+def simplify_once(model: ir.Model, reference: Reference) -> tuple[ir.Model, str]:
+    """One round: onnxsim, onnxscript's optimizer on its result (or alone when onnxsim fails),
+    and the checked candidate with the fewest nodes. Returns the model and which simplifier ran.
+
+    Raises :class:`SkipPass` when both simplifiers fail.
+    """
+    import onnxscript
+    import onnxsim
+
+    sim_name, script_name = f"onnxsim {onnxsim.__version__}", f"onnxscript optimizer {onnxscript.__version__}"
+    candidates: list[tuple[ir.Model, str]] = []
+    try:
+        simplified = run_onnxsim(model)
+        reference.check(simplified, sim_name)
+        candidates.append((simplified, sim_name))
+        start, label = simplified, f"{sim_name}, then {script_name}"
+    except SimplifierError as exc:
+        sim_failure = f"{sim_name} failed: {exc}"
+        start, label = model, f"{script_name} ({sim_failure})"
+    try:
+        optimized = run_onnxscript(start)
+        reference.check(optimized, script_name)
+        candidates.append((optimized, label))
+    except SimplifierError as exc:
+        if not candidates:
+            raise SkipPass(f"{sim_failure}; {script_name} failed: {exc}") from None
+    return min(candidates, key=lambda candidate: count_all_nodes(candidate[0]))
 
 
-def _signature(node: ir.Node) -> tuple:
-    return (node.name, node.op_type, tuple(v.name if v is not None else "" for v in node.outputs))
+def run_onnxsim(model: ir.Model) -> ir.Model:
+    """onnxsim on a serialised copy (IR version lowered if need be, large weights held back),
+    with the model-level fields, functions and held weights put back."""
+    import onnxruntime
+    import onnxsim
+
+    onnxruntime.set_default_logger_severity(3)  # onnxsim's folding errors come back as the reason
+    newer = newer_ir_feature(model)
+    if model.ir_version > ONNXSIM_IR_VERSION and newer:
+        raise SimplifierError(f"it reads IR version {ONNXSIM_IR_VERSION}; the model needs {model.ir_version} ({newer})")
+    held = held_weights(model)
+    copy = model.clone()
+    move_to_inputs(copy.graph, held)
+    ir.external_data.load_to_model(copy)
+    proto = ir.serde.serialize_model(copy)
+    del copy
+    proto.ir_version = min(proto.ir_version, ONNXSIM_IR_VERSION)
+    try:
+        simplified, _ = onnxsim.simplify(proto)
+    except Exception as exc:  # onnxsim raises anything from C++ and onnxruntime
+        raise SimplifierError(one_line(exc)) from None
+    del proto
+    result = ir.serde.deserialize_model(simplified)
+    del simplified
+    restore_weights(result.graph, {name: model.graph.initializers[name] for name in held})
+    restore_model_fields(result, model)
+    return result
+
+
+def run_onnxscript(model: ir.Model) -> ir.Model:
+    """onnxscript's optimizer on a clone, functions kept, after onnx shape inference (so values
+    in If / Loop bodies have types), folding small ConstantOfShape nodes too."""
+    from onnx_ir.passes.common import ShapeInferencePass
+    from onnxscript.optimizer import optimize_ir
+
+    result = model.clone()
+    try:
+        with _quiet("onnxscript", "onnx_ir"):
+            ShapeInferencePass(strict_mode=False)(result)
+            optimize_ir(result, should_fold=_fold_small_constant_of_shape, inline=False)
+    except Exception as exc:  # a maintained library, but any op may trip it
+        raise SimplifierError(one_line(exc)) from None
+    restore_model_fields(result, model)
+    return result
+
+
+def _fold_small_constant_of_shape(node: ir.Node) -> bool | None:
+    if node.op_type != "ConstantOfShape" or node.domain not in ("", "ai.onnx") or not node.inputs:
+        return None
+    shape = node.inputs[0].const_value if node.inputs[0] is not None else None
+    if shape is None:
+        return None
+    return int(np.prod(shape.numpy(), dtype=np.int64)) <= FOLD_CONSTANT_OF_SHAPE_ELEMENTS or None
+
+
+class Reference:
+    """What a simplified model must keep from the original, and whether the original was valid."""
+
+    def __init__(self, model: ir.Model) -> None:
+        self.inputs = _signature(model.graph.inputs, with_shapes=True)
+        self.outputs = _signature(model.graph.outputs)
+        self.functions = set(model.functions)
+        self.empty_inputs = {
+            _outputs_key(node): _empty_positions(node) for node in iter_nodes(model) if _empty_positions(node)
+        }
+        checker_problem, onnxruntime_problem = validity_problems(model)
+        self.checker_ok, self.onnxruntime_ok = checker_problem is None, onnxruntime_problem is None
+
+    def check(self, model: ir.Model, simplifier: str) -> None:
+        """Raise :class:`SimplifierError` saying what ``model`` lost or broke."""
+        if _signature(model.graph.inputs, with_shapes=True) != self.inputs:
+            raise SimplifierError(f"{simplifier} changed the graph inputs")
+        if _signature(model.graph.outputs) != self.outputs:
+            raise SimplifierError(f"{simplifier} changed or lost graph outputs")
+        lost = (_calls(model) & self.functions) - set(model.functions)
+        missing = sorted(f"{domain}::{name}" for domain, name, _ in lost)
+        if missing:
+            raise SimplifierError(f"{simplifier} lost functions {', '.join(missing)}")
+        for node in iter_nodes(model):
+            expected = self.empty_inputs.get(_outputs_key(node))
+            if expected and _empty_positions(node) != expected:
+                where = f"{node.op_type} {node_label(node)!r}"
+                raise SimplifierError(f"{simplifier} dropped an empty optional input of {where}")
+        checker_problem, onnxruntime_problem = validity_problems(model)
+        problem = (self.checker_ok and checker_problem) or (self.onnxruntime_ok and onnxruntime_problem)
+        if problem:
+            raise SimplifierError(f"{simplifier} wrote an invalid model ({problem})")
+
+
+def validity_problems(model: ir.Model) -> tuple[str | None, str | None]:
+    """Why the onnx checker, and why an onnxruntime session, reject ``model`` (None when they
+    accept it). Weights are given as typed inputs, so nothing large is copied."""
+    import onnxruntime as ort
+
+    copy = model.clone()
+    move_to_inputs(copy.graph, [value.name for value in copy.graph.initializers.values() if _is_weight(value)])
+    ir.external_data.load_to_model(copy)
+    proto = ir.serde.serialize_model(copy)
+    problems = []
+    try:
+        onnx.checker.check_model(proto)
+        problems.append(None)
+    except Exception as exc:  # the checker raises several types
+        problems.append(one_line(exc))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 4
+    try:
+        ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        problems.append(None)
+    except Exception as exc:  # onnxruntime raises its own types
+        problems.append(one_line(exc))
+    return problems[0], problems[1]
+
+
+def held_weights(model: ir.Model) -> list[str]:
+    """Main-graph initializers of at least HELD_WEIGHT_BYTES that no fold can need: every user
+    is in the main graph and has a non-constant input, and none is a BatchNormalization or a
+    convolution feeding one (onnxsim fuses those weights)."""
+    graph = model.graph
+    held = []
+    for name, value in graph.initializers.items():
+        tensor = value.const_value
+        if tensor is None or tensor.nbytes < HELD_WEIGHT_BYTES or value.is_graph_input() or value.is_graph_output():
+            continue
+        users = [use.node for use in value.uses()]
+        if all(user.graph is graph and not _all_constant(user) and not _fused_with_batch_norm(user) for user in users):
+            held.append(name)
+    return held
+
+
+def _all_constant(node: ir.Node) -> bool:
+    return all(value is None or value.const_value is not None or _is_constant_output(value) for value in node.inputs)
+
+
+def _is_constant_output(value: ir.Value) -> bool:
+    producer = value.producer()
+    return producer is not None and producer.op_type == "Constant"
+
+
+def _fused_with_batch_norm(node: ir.Node) -> bool:
+    if node.op_type == "BatchNormalization":
+        return True
+    return node.op_type in _FUSED_WITH_BATCH_NORM and any(
+        use.node.op_type == "BatchNormalization" for output in node.outputs for use in output.uses()
+    )
+
+
+def _is_weight(value: ir.Value) -> bool:
+    tensor = value.const_value
+    return tensor is not None and not value.is_graph_input() and not value.is_graph_output() and (
+        tensor.nbytes >= 1024 or isinstance(tensor, ir.ExternalTensor)
+    )
+
+
+def move_to_inputs(graph: ir.Graph, names: list[str]) -> None:
+    """Turn the named initializers of ``graph`` into typed graph inputs without data."""
+    for name in names:
+        value = graph.initializers[name]
+        tensor = value.const_value
+        value.dtype, value.shape = tensor.dtype, ir.Shape(tensor.shape)
+        graph.inputs.append(value)
+        graph.initializers.pop(name)
+        value.const_value = None
+
+
+def restore_weights(graph: ir.Graph, originals: dict[str, ir.Value]) -> None:
+    """Turn the graph inputs that stood in for held weights back into initializers."""
+    inputs = list(graph.inputs)
+    graph.inputs.clear()
+    for value in inputs:
+        original = originals.get(value.name)
+        if original is None:
+            graph.inputs.append(value)
+        else:
+            value.const_value = original.const_value
+            graph.register_initializer(value)
+
+
+def restore_model_fields(result: ir.Model, original: ir.Model) -> None:
+    """Give ``result`` the original's IR version, opset imports, metadata and the functions it still calls."""
+    result.ir_version = original.ir_version
+    for domain, version in original.opset_imports.items():
+        result.opset_imports.setdefault(domain, version)
+    for field in ("producer_name", "producer_version", "domain", "model_version", "doc_string"):
+        setattr(result, field, getattr(original, field))
+    result.metadata_props.clear()
+    result.metadata_props.update(original.metadata_props)
+    missing = (_calls(result) & set(original.functions)) - set(result.functions)
+    while missing:
+        for key in sorted(missing):
+            result.functions[key] = original.functions[key].clone()
+        missing = (_calls(result) & set(original.functions)) - set(result.functions)
+
+
+def newer_ir_feature(model: ir.Model) -> str | None:
+    """What ``model`` uses that needs an IR version above 10, or None."""
+    if model.device_configurations:
+        return "multi-device configurations"
+    for graph in _graphs(model):
+        for value in _graph_values(graph):
+            if value.dtype in _NEWER_DTYPES:
+                return f"data type {value.dtype.name}"
+    for node in iter_nodes(model):
+        if node.device_configurations:
+            return "multi-device configurations"
+        for attr in node.attributes.values():
+            if attr.type == ir.AttributeType.TENSOR and attr.value.dtype in _NEWER_DTYPES:
+                return f"data type {attr.value.dtype.name}"
+            if attr.type == ir.AttributeType.INT and attr.name in ("to", "dtype", "output_dtype") and (
+                attr.value > ir.DataType.INT4.value
+            ):
+                return f"data type {ir.DataType(attr.value).name}"
+    return None
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's whole message on one line, cut at ``limit`` characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def count_all_nodes(model: ir.Model) -> int:
+    """Nodes of the model, every subgraph and function counted."""
+    return sum(1 for _ in iter_nodes(model))
+
+
+def _graphs(model: ir.Model) -> Iterator[ir.Graph | ir.Function]:
+    yield from model.graphs()
+    for function in model.functions.values():
+        yield function
+        yield from function.graph.subgraphs()
+
+
+def _graph_values(graph: ir.Graph | ir.Function) -> Iterator[ir.Value]:
+    yield from graph.inputs
+    yield from graph.outputs
+    if isinstance(graph, ir.Graph):
+        yield from graph.initializers.values()
+    for node in graph:
+        yield from node.outputs
+
+
+def _calls(model: ir.Model) -> set[tuple[str, str, str]]:
+    """The (domain, op type, overload) of every node, functions included: what may call a function."""
+    return {(node.domain, node.op_type, node.overload) for node in iter_nodes(model)}
+
+
+def _signature(values, *, with_shapes: bool = False) -> list[tuple]:
+    """Names and types (and shapes) of graph inputs or outputs; inference may refine output shapes."""
+    return [(value.name, value.dtype, tuple(value.shape or ()) if with_shapes else None) for value in values]
+
+
+def _outputs_key(node: ir.Node) -> tuple:
+    return (node.op_type, tuple(value.name for value in node.outputs))
+
+
+def _empty_positions(node: ir.Node) -> tuple[int, ...]:
+    """Positions of the empty optional inputs before the last given one (trailing ones may go)."""
+    inputs = list(node.inputs)
+    while inputs and inputs[-1] is None:
+        inputs.pop()
+    return tuple(index for index, value in enumerate(inputs) if value is None)
+
+
+def _key(node: ir.Node) -> tuple[str, str]:
+    return (node.name or "", node.op_type)
+
+
+@contextlib.contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """Silence the named loggers' warnings (folding failures they log are expected)."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

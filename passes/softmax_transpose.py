@@ -12,7 +12,11 @@ the rewrite ``y = Softmax(x, axis=p[a])`` is exact when:
 4. before opset 13 the replacement flattens too: every dim of ``x`` after ``p[a]`` must be 1.
    When that fails (the SK unit: ``x = [B, M, C, 1, 1]``, axis 1, C > 1) the nodes stay and
    the reason says that ``--opset 13`` enables the rewrite. The seed guide's script, which
-   set ``axis=1`` here regardless, computes a different function under ONNX rules.
+   set ``axis=1`` here regardless, computes a different function under ONNX rules;
+5. rule 4 also holds when the model is at opset 13 but will be saved below it (``--opset 11``):
+   the saved Softmax is read with the old, flattening meaning;
+6. the three nodes lie in one scope (a Transpose of the main graph feeding a Softmax inside an
+   If branch is left alone).
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ class SoftmaxTranspose(NodePass):
             return None
         last = lasts[0]
         label = node_label(node)
+        if problem := ctx.scope_problem(model, first, node, last):
+            return Skip(label, problem)
         x, t, s = first.inputs[0], first.outputs[0], node.outputs[0]
         rank = _rank(first, x, model, ctx)
         if rank is None:
@@ -70,8 +76,9 @@ class SoftmaxTranspose(NodePass):
             return Skip(label, f"axis {axis} is out of range for rank {rank}")
         axis %= rank
         new_axis = p[axis]
-        if opset < PER_AXIS_OPSET:
-            reason = _flattening_problem(ctx.dims_of(x, model), p, axis, new_axis, opset)
+        saved = min(opset, ctx.final_opset or opset)
+        if saved < PER_AXIS_OPSET:
+            reason = _flattening_problem(ctx.dims_of(x, model), p, axis, new_axis, opset, saved)
             if reason:
                 return Skip(label, reason)
         replacement = ir.node(node.op_type, [x], {"axis": new_axis}, name=node.name)
@@ -97,23 +104,22 @@ def _perm(node: ir.Node, rank: int) -> list[int] | None:
 
 
 def _flattening_problem(
-    dims: list[int | None] | None, p: list[int], axis: int, new_axis: int, opset: int
+    dims: list[int | None] | None, p: list[int], axis: int, new_axis: int, opset: int, saved: int
 ) -> str | None:
-    """Before opset 13: why the old or the new Softmax would not be a single-axis softmax."""
+    """Below opset 13 (now or once saved): why the old or the new Softmax is not a single-axis softmax."""
+    hint = f"--opset {PER_AXIS_OPSET} enables this rewrite"
+    where = f"at opset {saved}" if saved == opset else f"saved at opset {saved}"
     if dims is None or len(dims) != len(p):
         return (
-            f"at opset {opset} Softmax flattens from its axis and the input shape is unknown; "
-            "give --input-shape, or --opset 13 enables this rewrite"
+            f"{where} Softmax flattens from its axis and the input shape is unknown; "
+            f"fix it with --input-shape, or {hint}"
         )
     transposed = [dims[i] for i in p]
-    if any(d != 1 for d in transposed[axis + 1 :]):
-        return (
-            f"at opset {opset} the softmax spans axes {axis}.. of {transposed}, not one axis; "
-            "--opset 13 enables this rewrite"
-        )
+    if opset < PER_AXIS_OPSET and any(d != 1 for d in transposed[axis + 1 :]):
+        return f"{where} the softmax spans axes {axis}.. of {transposed}, not one axis; {hint}"
     if any(d != 1 for d in dims[new_axis + 1 :]):
         return (
-            f"at opset {opset} Softmax(axis={new_axis}) would flatten dims {dims[new_axis + 1 :]} of the input "
-            f"{dims} into the softmax; --opset 13 enables this rewrite"
+            f"{where} Softmax(axis={new_axis}) would flatten dims {dims[new_axis + 1 :]} of the input "
+            f"{dims} into the softmax; {hint}"
         )
     return None

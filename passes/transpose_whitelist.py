@@ -34,9 +34,9 @@ class TransposeWhitelist(Pass):
             source = node.inputs[0]
             if source is None or source.const_value is not None:
                 continue
-            shape = ctx.shape_of(source, model, assume_input_shapes=True)
+            shape = ctx.shape_of(source, model)
             if shape is None:
-                skips.append(Skip(node_label(node), "input shape is not static (give --input-shape)"))
+                skips.append(Skip(node_label(node), "input shape is not static (fix it with --input-shape)"))
                 continue
             nodes[node_label(node)] = shape
             if shape not in shapes:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Nothing of hypothesis's in the checkout (example database, caches): the suite leaves the tree
+# as it found it.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "onnx-opt-hypothesis"))
+settings.register_profile("onnx-opt", database=None)
+settings.load_profile("onnx-opt")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))

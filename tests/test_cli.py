@@ -217,7 +217,7 @@ BAD_INPUTS = {
     ),
     "downgrade impossible": (
         lambda t, e: ["optimize", e / "srnet_opset11.onnx", "-o", t / "o.onnx", "--opset", "9", "--passes", "none"],
-        "needs decompose-depth-to-space before onnx can",
+        "needs decompose-depth-to-space before it can be converted",
     ),
     "opset unknown": (
         lambda t, e: ["optimize", e / "skunit_opset11.onnx", "-o", t / "o.onnx", "--opset", "99"],

@@ -6,8 +6,9 @@ from onnx import helper
 
 from optimizer.errors import UserError
 from optimizer.manager import CHANGED, FAILED, SKIPPED, UNCHANGED, PassManager, order_pipeline
-from optimizer.passapi import Change, NodePass, Pass, PassContext, PassResult, Requires, register_pass
+from optimizer.passapi import Change, NodePass, Pass, PassContext, PassResult, Requires
 from optimizer.targets import load_target
+from optimizer.testing import registered
 
 
 def context(target="onnxruntime", **kwargs):
@@ -21,7 +22,6 @@ def relu_chain(count=3, opset=13):
     return ir.serde.deserialize_model(make_model(nodes, [("x", [2])], [("y", [2])], opset=opset))
 
 
-@register_pass
 class OneReluToIdentity(NodePass):
     """Test pass: turns the first Relu it meets into an Identity (one per run)."""
 
@@ -37,7 +37,6 @@ class OneReluToIdentity(NodePass):
         return PassResult(model)
 
 
-@register_pass
 class Raises(Pass):
     name = "test-raises"
     summary = "Test: edits the model, then raises"
@@ -47,7 +46,6 @@ class Raises(Pass):
         raise RuntimeError("boom\nsecond line")
 
 
-@register_pass
 class BreaksModel(Pass):
     name = "test-breaks-model"
     summary = "Test: leaves a node with an unknown op type"
@@ -58,7 +56,6 @@ class BreaksModel(Pass):
         return PassResult(model, [Change("broke", (node.name,))])
 
 
-@register_pass
 class AddsDeadAndUnsortedNodes(Pass):
     name = "test-adds-out-of-order"
     summary = "Test: appends a producer after its consumer, plus a dead node"
@@ -75,7 +72,6 @@ class AddsDeadAndUnsortedNodes(Pass):
         return PassResult(model, [Change("added", ("neg", "neg2", "dead"))])
 
 
-@register_pass
 class NeedsOpset15(Pass):
     name = "test-needs-opset-15"
     summary = "Test: requires opset 15"
@@ -92,7 +88,10 @@ def test_pipeline_runs_in_order_and_records_each_pass():
     assert (first.name, first.status, first.matches, first.changes) == ("test-one-relu-to-identity", CHANGED, 1, 1)
     assert first.nodes_before == first.nodes_after == 3 and first.seconds >= 0
     assert first.changed_nodes == ["relu0"]
-    assert skipped.status == SKIPPED and skipped.reason == "needs opset >= 15; the model has opset 13"
+    assert (
+        skipped.status == SKIPPED
+        and skipped.reason == "needs opset >= 15; the model has opset 13 (--opset 15 lets it run)"
+    )
     assert cleanup.name == "cleanup"
     assert op_types(run.model) == ["Identity", "Relu", "Relu"]
     assert op_types(model) == ["Relu", "Relu", "Relu"]  # passes work on a copy
@@ -140,14 +139,12 @@ def test_nothing_changed_means_no_cleanup_row():
     assert PassManager([], context()).run(relu_chain()).records == []
 
 
-@register_pass
 class Early(Pass):
     name = "test-early"
     summary = "Test: ordering"
     after = ("test-late",)
 
 
-@register_pass
 class Late(Pass):
     name = "test-late"
     summary = "Test: ordering"
@@ -168,3 +165,9 @@ def test_after_constraints_reorder_and_cycles_are_refused():
 def test_unchanged_status_when_a_pass_finds_nothing():
     run = PassManager(["softmax-transpose"], context()).run(relu_chain())
     assert run.records[0].status == UNCHANGED and run.records[0].matches == 0
+
+
+@pytest.fixture(autouse=True)
+def _test_passes():
+    with registered(OneReluToIdentity, Raises, BreaksModel, AddsDeadAndUnsortedNodes, NeedsOpset15, Early, Late):
+        yield

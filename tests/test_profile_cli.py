@@ -96,7 +96,9 @@ def test_hotspots_with_a_model_names_the_passes_that_would_change_it(cli, srnet_
     assert top["op_type"] == "Transpose" and top["share"] > 0.3
     assert {"fuse-depth-to-space", "softmax-transpose", "transpose-whitelist"} <= set(top["passes"])
     assert top["matching"] == ["transpose-whitelist"]
-    assert top["refusals"]["fuse-depth-to-space"] == "CRD DepthToSpace needs opset >= 11; the model ends at opset 9"
+    assert top["refusals"]["fuse-depth-to-space"] == (
+        "CRD DepthToSpace needs opset >= 11; the model ends at opset 9 (--opset 11 lets it run)"
+    )
     layout = [t for t in data["op_types"] if t["category"] == "layout"]
     assert layout and all(t["onnx_op_type"] is None for t in layout)
 

@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,18 +63,21 @@ def test_a_clashing_name_keeps_the_first_and_warns():
     class Second(First):
         summary = "second"
 
-    register_pass(First)
-    register_pass(Second)
-    assert get_pass("test-clash") is First
-    from optimizer.registry import load_warnings
+    from optimizer.registry import load_warnings, registered
 
-    assert any("test-clash" in w and "keeping" in w for w in load_warnings())
+    with registered(First, Second):
+        assert get_pass("test-clash") is First
+        assert any("test-clash" in w and "keeping" in w for w in load_warnings())
+    assert "test-clash" not in all_passes()
+    assert not any("test-clash" in w for w in load_warnings())
 
 
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory):
-    """Install the example plugin package (examples/plugin) into a folder of its own."""
+    """Install the example plugin package (examples/plugin) into a folder of its own, from a
+    copy, so that the build leaves nothing (build/, egg-info) in the checkout."""
     site = tmp_path_factory.mktemp("site")
+    source = shutil.copytree(ROOT / "examples" / "plugin", tmp_path_factory.mktemp("plugin") / "plugin")
     subprocess.run(
         [
             sys.executable,
@@ -85,7 +89,7 @@ def plugin_site(tmp_path_factory):
             "--no-build-isolation",
             "--target",
             str(site),
-            str(ROOT / "examples" / "plugin"),
+            str(source),
         ],
         check=True,
         timeout=300,

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from optimizer.cli.console import check_folders, note, progress, settings, stdout_console, verbosity_options, write_json
-from optimizer.cli.options import input_shape_option, pipeline_options
+from optimizer.cli.options import input_shape_option, pipeline_options, verify_shape_option
 
 
 @click.command("optimize")
@@ -15,7 +15,8 @@ from optimizer.cli.options import input_shape_option, pipeline_options
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Where to write the optimised model.")
 @pipeline_options
-@input_shape_option
+@input_shape_option(fixes=True)
+@verify_shape_option
 @click.option("--no-verify", is_flag=True, help="Skip the onnxruntime check of the outputs.")
 @click.option(
     "--inputs",
@@ -47,6 +48,7 @@ def optimize_command(
     passes: list[str] | None,
     opset: int | None,
     input_shapes: dict[str, list[int]],
+    verify_shapes: dict[str, list[int]],
     no_verify: bool,
     inputs: Path | None,
     rtol: float | None,
@@ -70,6 +72,7 @@ def optimize_command(
         target=target,
         opset=opset,
         input_shapes=input_shapes,
+        verify_shapes=verify_shapes,
         verify=not no_verify,
         inputs=inputs,
         rtol=rtol,

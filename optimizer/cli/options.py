@@ -31,14 +31,27 @@ def _parse_passes(ctx: click.Context, param: click.Parameter, value: str | None)
     return names
 
 
-def input_shape_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--input-shape`` in ATC's syntax."""
+def input_shape_option(func: Callable[..., Any] | None = None, *, fixes: bool = False) -> Any:
+    """``--input-shape`` in ATC's syntax; with ``fixes`` its help says the output keeps them."""
+    text = "Input shapes in ATC's syntax: 'image:1,3,224,224;mask:1,1,224,224'."
+    if fixes:
+        text = (
+            "Fix input shapes, in ATC's syntax ('image:1,3,224,224;mask:1,1,224,224'): written into the "
+            "output, as ATC fixes them. For verification alone use --verify-shape."
+        )
+    option = click.option("--input-shape", "input_shapes", callback=_parse_shapes, metavar="S", help=text)
+    return option if func is None else option(func)
+
+
+def verify_shape_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--verify-shape``: shapes for verification only (the output keeps its dynamic dims)."""
     return click.option(
-        "--input-shape",
-        "input_shapes",
+        "--verify-shape",
+        "verify_shapes",
         callback=_parse_shapes,
         metavar="S",
-        help="Input shapes in ATC's syntax: 'image:1,3,224,224;mask:1,1,224,224'.",
+        help="Input shapes for verification only, same syntax; the output keeps its dynamic dims "
+        "(default: derived from the model).",
     )(func)
 
 

@@ -26,7 +26,7 @@ def test_target_pipelines_are_deterministic(examples, example):
     for target in ("ascend310", "onnxruntime"):
         outputs = []
         for _ in range(2):
-            ctx = PassContext(load_target(target), {}, None)
+            ctx = PassContext(load_target(target))
             run = PassManager(list(load_target(target).pipeline), ctx).run(load_model(examples / example))
             outputs.append(ir.serde.serialize_model(run.model).SerializeToString())
         assert outputs[0] == outputs[1]

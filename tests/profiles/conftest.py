@@ -40,8 +40,8 @@ def ort_runs() -> int:
 @pytest.fixture(scope="session")
 def ort_profile(tmp_path_factory) -> Path:
     """A profile written by onnxruntime for a 3-node model (MatMul, Transpose, Relu) run 5 times."""
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+    import onnx
+    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     w = numpy_helper.from_array(np.full((8, 6), 0.5, dtype=np.float32), "w")

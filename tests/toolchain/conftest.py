@@ -140,9 +140,11 @@ def cli(capsys):
 
 @pytest.fixture
 def gone():
-    """``gone(pid)``: whether process ``pid`` has ended within 5 s (a zombie awaiting its reaper counts)."""
+    """``gone(pid)``: whether process ``pid`` has ended (a zombie awaiting its reaper counts).
 
-    def check(pid: int, seconds: float = 5.0) -> bool:
+    The 60 s bound only guards against a hang; nothing is asserted about how fast it ends."""
+
+    def check(pid: int, seconds: float = 60.0) -> bool:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:

@@ -1,0 +1,264 @@
+"""What an opset adapter may use while it rewrites one node: constants, ranks, types, new nodes, refusals.
+
+Every lookup goes through :class:`onnx_ir.Value` objects, never through names, so values of
+different scopes (main graph, If / Loop / Scan bodies, functions) never mix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import numpy as np
+import onnx_ir as ir
+
+from optimizer.errors import UserError
+from optimizer.opset_schema import TypeChecker
+from optimizer.passapi import all_graphs, node_label
+
+Dims = list[int | None]
+
+
+class Rewriter:
+    """Helpers for adapters converting nodes of one model down to opset ``target``.
+
+    ``shapes`` holds dims inferred before any change, for values the model itself does not
+    describe (the driver may fill it after folding constants); ``types`` the element types known
+    or propagated at the original opsets; ``scopes`` readable names of the model's graphs (by ``id``) for messages.
+    """
+
+    def __init__(
+        self,
+        model: ir.Model,
+        target: int,
+        shapes: dict[ir.Value, tuple[Any, ...]],
+        types: TypeChecker,
+        scopes: dict[int, str],
+    ) -> None:
+        self.target = target
+        self.shapes = shapes
+        self._types = types
+        self._scopes = scopes
+        self._names = {value.name for value in _all_values(model) if value.name}
+        self._names.update(node.name for node in _all_nodes(model) if node.name)
+
+    # -- refusing -------------------------------------------------------------------------------
+    def refuse(self, node: ir.Node, reason: str) -> NoReturn:
+        """Stop the conversion with one line naming ``node``, its scope and ``reason``."""
+        raise UserError(f"cannot convert to opset {self.target}: {self.describe(node)}: {reason}")
+
+    def describe(self, node: ir.Node) -> str:
+        """``node 'name' (Op)``, plus its scope when it is not in the main graph."""
+        scope = self._scopes.get(id(node.graph), "the main graph")
+        where = "" if scope == "the main graph" else f" in {scope}"
+        return f"node {node_label(node)!r} ({node.op_type}){where}"
+
+    # -- what is known about values -------------------------------------------------------------
+    def array(self, value: ir.Value | None) -> np.ndarray | None:
+        """The data of a constant (initializer that is not an input, or Constant node), else None."""
+        if value is None or value.is_graph_input():
+            return None
+        tensor = ir.convenience.get_const_tensor(value)
+        return None if tensor is None else tensor.numpy()
+
+    def const_input(self, node: ir.Node, index: int, what: str, plural: bool = True) -> np.ndarray | None:
+        """Input ``index`` as an array (None when absent); refuses when it is computed at run time.
+
+        ``what`` names the input in the refusal ("its axes are computed at run time; ...").
+        """
+        value = node.inputs[index] if index < len(node.inputs) else None
+        if value is None:
+            return None
+        data = self.array(value)
+        if data is None:
+            verb, pronoun = ("are", "them") if plural else ("is", "it")
+            self.refuse(
+                node, f"its {what} {verb} computed at run time; opset {self.target} needs {pronoun} as an attribute"
+            )
+        return data
+
+    def const_ints(self, node: ir.Node, index: int, what: str, plural: bool = True) -> list[int] | None:
+        """Input ``index`` as a list of ints (None when absent); refuses when computed at run time."""
+        data = self.const_input(node, index, what, plural)
+        return None if data is None else [int(v) for v in data.reshape(-1)]
+
+    def dims(self, value: ir.Value | None) -> Dims | None:
+        """The dims of ``value`` (None for a dynamic dim), or None when its rank is unknown."""
+        if value is None:
+            return None
+        if value.shape is not None:
+            return [d if isinstance(d, int) else None for d in value.shape]
+        inferred = self.shapes.get(value)
+        return None if inferred is None else [d if isinstance(d, int) else None for d in inferred]
+
+    def rank(self, value: ir.Value | None) -> int | None:
+        """The rank of ``value``, or None when unknown."""
+        dims = self.dims(value)
+        return None if dims is None else len(dims)
+
+    def dtype(self, value: ir.Value | None) -> ir.DataType | None:
+        """The element type of tensor ``value``, or None when unknown."""
+        spelled = self._types.type_of(value)
+        if spelled is None or not spelled.startswith("tensor("):
+            return None
+        return ir.DataType[spelled[len("tensor(") : -1].upper()]
+
+    def positive_axes(self, node: ir.Node, axes: Sequence[int], rank: int | None, what: str = "axes") -> list[int]:
+        """``axes`` made non-negative for an input of ``rank``; refuses a negative axis of unknown rank."""
+        if all(axis >= 0 for axis in axes):
+            return list(axes)
+        if rank is None:
+            self.refuse(node, f"its {what} count from the back and the rank is unknown; opset {self.target} "
+                        "needs non-negative axes")
+        return [axis + rank if axis < 0 else axis for axis in axes]
+
+    # -- attributes -----------------------------------------------------------------------------
+    def keep_default(self, node: ir.Node, name: str, default: Any) -> None:
+        """Drop attribute ``name`` when it holds ``default``; refuse otherwise (it has no older form)."""
+        attr = node.attributes.get(name)
+        if attr is None:
+            return
+        value = attr.value
+        if isinstance(value, Sequence) and not isinstance(value, str):
+            value = list(value)
+        if value != default:
+            self.refuse(node, f"{name}={value!r} has no equivalent at opset {self.target}")
+        node.attributes.pop(name)
+
+    # -- building -------------------------------------------------------------------------------
+    def fresh(self, base: str) -> str:
+        """A name used nowhere in the model (values and nodes of every scope), derived from ``base``."""
+        name, count = base, 0
+        while name in self._names:
+            count += 1
+            name = f"{base}_{count}"
+        self._names.add(name)
+        return name
+
+    def node(
+        self, op_type: str, inputs: Sequence[ir.Value | None], attributes: dict[str, Any] | None, near: ir.Node,
+        outputs: int = 1,
+    ) -> ir.Node:
+        """A new default-domain node named after ``near`` (not yet in a graph)."""
+        base = f"{near.name or near.op_type}_{op_type}"
+        values = [ir.Value(name=self.fresh(f"{base}_output_{i}")) for i in range(outputs)]
+        return ir.node(op_type, list(inputs), attributes or {}, name=self.fresh(base), outputs=values)
+
+    def constant(self, near: ir.Node, array: np.ndarray, what: str) -> ir.Value:
+        """A Constant node holding ``array``, inserted before ``near``; its output."""
+        name = self.fresh(f"{near.name or near.op_type}_{what}")
+        node = ir.node("Constant", [], {"value": ir.tensor(np.asarray(array), name=name)}, name=name,
+                       outputs=[ir.Value(name=name)])
+        near.graph.insert_before(near, node)
+        return node.outputs[0]
+
+    def insert_before(self, near: ir.Node, nodes: Sequence[ir.Node]) -> None:
+        """Put ``nodes`` (in order) just before ``near`` in its graph."""
+        near.graph.insert_before(near, nodes)
+
+    def replace(self, node: ir.Node, nodes: Sequence[ir.Node], outputs: Sequence[ir.Value]) -> None:
+        """Replace ``node`` by ``nodes``; ``outputs`` take over its outputs (users, names, graph outputs)."""
+        for old in node.outputs[len(outputs) :]:
+            if old.uses() or old.is_graph_output():
+                self.refuse(node, f"its output '{old.name}' has no equivalent at opset {self.target}")
+        inputs = list(node.inputs)
+        ir.convenience.replace_nodes_and_values(node.graph, node, [node], nodes, node.outputs[: len(outputs)], outputs)
+        for value in inputs:
+            self.discard(value)
+
+    def drop_inputs(self, node: ir.Node, keep: int) -> None:
+        """Keep the first ``keep`` inputs of ``node``; producers left unused are removed."""
+        dropped = node.inputs[keep:]
+        if dropped:
+            node.resize_inputs(keep)
+        for value in dropped:
+            self.discard(value)
+
+    def set_input(self, node: ir.Node, index: int, value: ir.Value | None) -> None:
+        """Make ``value`` input ``index`` of ``node`` (growing the inputs); the old producer may go."""
+        if index >= len(node.inputs):
+            node.resize_inputs(index + 1)
+        old = node.inputs[index]
+        node.replace_input_with(index, value)
+        self.discard(old)
+
+    def drop_outputs(self, node: ir.Node, keep: int, why: str) -> None:
+        """Keep the first ``keep`` outputs of ``node``; refuse when a dropped one is used."""
+        for value in node.outputs[keep:]:
+            if value.uses() or value.is_graph_output():
+                self.refuse(node, why)
+        if len(node.outputs) > keep:
+            node.resize_outputs(keep)
+
+    def discard(self, value: ir.Value | None) -> None:
+        """Remove what produced ``value`` once nothing uses it (Constant nodes, initializers, dead chains)."""
+        if value is None or value.uses() or value.is_graph_output() or value.is_graph_input():
+            return
+        if value.is_initializer():
+            value.graph.initializers.pop(value.name)
+            return
+        producer = value.producer()
+        if producer is None or producer.graph is None or producer.domain != "":
+            return
+        if any(output.uses() or output.is_graph_output() for output in producer.outputs):
+            return
+        if any(attr.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for attr in producer.attributes.values()):
+            return
+        inputs = list(producer.inputs)
+        producer.graph.remove(producer, safe=True)
+        for value_in in inputs:
+            self.discard(value_in)
+
+
+
+def _all_values(model: ir.Model) -> Iterator[ir.Value]:
+    for graph in all_graphs(model):
+        yield from graph.inputs
+        yield from graph.initializers.values()
+        for node in graph:
+            yield from node.outputs
+
+
+def _all_nodes(model: ir.Model) -> Iterator[ir.Node]:
+    for graph in all_graphs(model):
+        yield from graph
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """How to bring a node from the version introduced at some opset to the previous version.
+
+    ``constants`` lists the inputs the adapter needs as constants (or says which, per node):
+    the driver folds them first when they are computed from constants only. ``shapes`` says
+    the adapter may ask for ranks or dims.
+    """
+
+    convert: Callable[[ir.Node, Rewriter], None]
+    constants: Callable[[ir.Node], Sequence[int]] | Sequence[int] = ()
+    shapes: bool = False
+
+    def constant_inputs(self, node: ir.Node) -> Sequence[int]:
+        """The input indices of ``node`` this adapter needs as constants."""
+        return self.constants(node) if callable(self.constants) else self.constants
+
+
+class AdapterTable(dict):
+    """Adapters by (op type, opset that introduced the version being converted)."""
+
+    def register(
+        self,
+        ops: Sequence[str],
+        since: int,
+        *,
+        constants: Callable[[ir.Node], Sequence[int]] | Sequence[int] = (),
+        shapes: bool = False,
+    ) -> Callable[[Callable[[ir.Node, Rewriter], None]], Callable[[ir.Node, Rewriter], None]]:
+        """Decorator: use the function for each of ``ops`` introduced at opset ``since``."""
+
+        def add(convert: Callable[[ir.Node, Rewriter], None]) -> Callable[[ir.Node, Rewriter], None]:
+            for op in ops:
+                self[(op, since)] = Adapter(convert, constants, shapes)
+            return convert
+
+        return add

@@ -1,0 +1,169 @@
+"""Upward opset conversion with onnx's version converter, without handing it the weights.
+
+The converter gets the graph with every large or external tensor swapped for a placeholder
+(:mod:`optimizer.placeholders`), so it reads and copies no weights; the very same tensor
+objects are put back into its result. Two gaps of the converter are closed here:
+
+- it drops model-local functions: each function body is converted on its own (its nodes as a
+  graph) and kept;
+- it turns Resize-10 (and Upsample, through Resize-10) into Resize-11 without setting
+  ``coordinate_transformation_mode``, whose default changed from 'asymmetric' to 'half_pixel':
+  such nodes are hidden from it in a private domain and rebuilt as Resize-11 with the old
+  coordinate mapping afterwards.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from optimizer.errors import UserError, error_line
+from optimizer.opset_schema import since_version
+from optimizer.passapi import all_graphs
+from optimizer.placeholders import Placeholders
+
+_HIDDEN = "onnx_opt.opset_hidden"  # domain of nodes kept away from onnx's converter
+
+
+def convert_graph_up(model: ir.Model, opset: int, target: int, placeholders: Placeholders) -> ir.Model:
+    """A new model: ``model``'s main graph (and subgraphs) converted from ``opset`` up to ``target``.
+
+    ``model`` must already have its tensors swapped out into ``placeholders``; its functions
+    are carried over as they are (convert them with :func:`convert_function_up`).
+    """
+    hidden = _hide_resizes(model.graph, opset, target)
+    if hidden:
+        model.opset_imports[_HIDDEN] = 1
+    proto = ir.serde.serialize_model(model)
+    del proto.functions[:]
+    converted = _convert(proto, target, "the model")
+    result = ir.serde.deserialize_model(converted)
+    for function in model.functions.values():
+        result.functions[function.identifier()] = function
+    placeholders.swap_in(all_graphs(result))
+    if hidden:
+        result.opset_imports.pop(_HIDDEN)
+        names = _names(all_graphs(result))
+        for graph in all_graphs(result):
+            _rebuild_resizes(graph, names)
+    return result
+
+
+def convert_function_up(function: ir.Function, opset: int, target: int, placeholders: Placeholders) -> ir.Function:
+    """A new function: ``function``'s body converted from ``opset`` up to ``target``."""
+    _check_attribute_references(function, opset, target)
+    hidden = _hide_resizes(function.graph, opset, target)
+    proto = ir.serde.serialize_function(function)
+    graph = onnx.helper.make_graph(
+        list(proto.node),
+        proto.name,
+        [onnx.ValueInfoProto(name=name) for name in proto.input],
+        [onnx.ValueInfoProto(name=name) for name in proto.output],
+    )
+    imports = {entry.domain: entry.version for entry in proto.opset_import}
+    imports[""] = opset
+    if hidden:
+        imports[_HIDDEN] = 1
+    body = onnx.helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid(domain, version) for domain, version in imports.items()]
+    )
+    converted = _convert(body, target, f"function {function.domain}::{function.name}")
+    del proto.node[:]
+    proto.node.extend(converted.graph.node)
+    imports[""] = target
+    imports.pop(_HIDDEN, None)
+    del proto.opset_import[:]
+    proto.opset_import.extend(onnx.helper.make_opsetid(domain, version) for domain, version in imports.items())
+    result = ir.serde.deserialize_function(proto)
+    graphs = [result.graph, *result.graph.subgraphs()]
+    placeholders.swap_in(graphs)
+    if hidden:
+        names = _names(graphs)
+        for graph in graphs:
+            _rebuild_resizes(graph, names)
+    return result
+
+
+def _convert(proto: onnx.ModelProto, target: int, what: str) -> onnx.ModelProto:
+    source = next((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")), None)
+    try:
+        return onnx.version_converter.convert_version(proto, target)
+    except Exception as exc:  # onnx raises bare RuntimeErrors and assertion texts
+        reason = error_line(exc, last=True)
+        raise UserError(f"onnx cannot convert {what} from opset {source} to {target}: {reason}") from None
+
+
+def _check_attribute_references(function: ir.Function, opset: int, target: int) -> None:
+    """onnx's converter loses attributes a function body takes from its caller: refuse those nodes."""
+    for node in ir.traversal.RecursiveGraphIterator(function):
+        if node.domain != "" or not any(attr.is_ref() for attr in node.attributes.values()):
+            continue
+        if since_version(node.op_type, opset) != since_version(node.op_type, target):
+            raise UserError(
+                f"cannot convert function {function.domain}::{function.name} to opset {target}: node "
+                f"'{node.name or node.op_type}' ({node.op_type}) takes attributes from the function's caller, "
+                "which onnx's converter drops"
+            )
+
+
+def _hide_resizes(root: ir.Graph, opset: int, target: int) -> bool:
+    """Move Resize-10 and Upsample nodes into the private domain when the conversion crosses opset 11."""
+    if not opset < 11 <= target:
+        return False
+    hidden = False
+    for node in ir.traversal.RecursiveGraphIterator(root):
+        if node.domain == "" and node.op_type in ("Resize", "Upsample"):
+            node.domain = _HIDDEN
+            hidden = True
+    return hidden
+
+
+def _rebuild_resizes(graph: ir.Graph, names: set[str]) -> None:
+    """Turn hidden Resize-10 / Upsample nodes into Resize-11 with the coordinate mapping they had."""
+    for node in list(graph):
+        if node.domain != _HIDDEN:
+            continue
+        mode = node.attributes.get_string("mode", "nearest")
+        mode = "linear" if mode == "bilinear" else mode
+        if len(node.inputs) > 1:
+            scales = node.inputs[1]
+        else:
+            scales = _constant(node, list(node.attributes.get_floats("scales")), "scales", names)
+        roi = _constant(node, [], "roi", names)
+        node.domain, node.op_type = "", "Resize"
+        node.resize_inputs(1)
+        node.resize_inputs(3)
+        node.replace_input_with(1, roi)
+        node.replace_input_with(2, scales)
+        node.attributes.clear()
+        attributes = {"mode": mode, "coordinate_transformation_mode": "asymmetric"}
+        if mode == "nearest":
+            attributes["nearest_mode"] = "floor"
+        for name, value in attributes.items():
+            node.attributes[name] = ir.AttrString(name, value)
+
+
+def _constant(near: ir.Node, values: list[float], what: str, names: set[str]) -> ir.Value:
+    base = name = f"{near.name or near.op_type}_{what}"
+    count = 0
+    while name in names:
+        count += 1
+        name = f"{base}_{count}"
+    names.add(name)
+    node = ir.node("Constant", [], {"value": ir.tensor(np.array(values, dtype=np.float32))}, name=name,
+                   outputs=[ir.Value(name=name)])
+    near.graph.insert_before(near, node)
+    return node.outputs[0]
+
+
+def _names(graphs) -> set[str]:
+    """Every value and node name in ``graphs``."""
+    names: set[str] = set()
+    for graph in graphs:
+        names.update(value.name for value in (*graph.inputs, *graph.initializers.values()) if value.name)
+        for node in graph:
+            names.update(value.name for value in node.outputs if value.name)
+            if node.name:
+                names.add(node.name)
+    return names
