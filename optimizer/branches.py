@@ -3,7 +3,9 @@
 One verification run follows one path through the model, so a rewrite inside a branch that the
 inputs do not take is never checked. Here each If whose condition is not a constant is forced
 onto each side (its condition replaced by a Constant in the If's own graph, the enclosing Ifs
-forced onto the path to it), in the original and in the rewritten model, on the same feeds.
+forced onto the path to it), in the original and in the rewritten model, on the same feeds:
+the first of the input sets on which the original runs that side (a side can need inputs of
+another size than the path the inputs take).
 
 Ifs are matched between the two models by their scope path: the enclosing nodes and attribute
 names down to the If (main graph or model-local function), each node by its name, or by its
@@ -147,17 +149,18 @@ class BranchChecker:
     def __init__(
         self,
         original: ir.Model,
-        feeds: dict[str, np.ndarray],
+        feeds: dict[str, np.ndarray] | Sequence[dict[str, np.ndarray]],
         *,
         rtol: float | None = None,
         atol: float | None = None,
         cap: int = MAX_IFS,
     ) -> None:
         self.original = original.clone()
-        self.feeds, self.rtol, self.atol, self.cap = feeds, rtol, atol, cap
+        self.feeds = [feeds] if isinstance(feeds, dict) else list(feeds)
+        self.rtol, self.atol, self.cap = rtol, atol, cap
         self.sites = [site for site in _if_sites(self.original) if _constant_condition(site.node) is None]
-        self.taken = _taken_sides(self.original, self.sites, feeds)
-        self._references: dict[tuple[tuple[str, ...], bool], dict[str, Any] | str] = {}
+        self.taken = _taken_sides(self.original, self.sites, self.feeds[0]) if self.sites else {}
+        self._references: dict[tuple[tuple[str, ...], bool], tuple[int, dict[str, Any]] | str] = {}
 
     def check(self, rewritten: ir.Model) -> BranchVerification:
         """Force both sides of every If in both models, compare; per-If, per-side records."""
@@ -206,31 +209,46 @@ class BranchChecker:
         if isinstance(reference, str):
             record.reason = f"the original fails to run when forced: {reference}"
             return record
+        index, expected = reference
         try:
             with _forced(rewritten, match, then):
-                outputs = run_onnxruntime(rewritten, self.feeds)
+                outputs = run_onnxruntime(rewritten, self.feeds[index])
         except Exception as exc:
-            record.status, record.reason = DIFFERS, f"the rewritten model fails to run when forced: {error_line(exc)}"
+            record.status, record.reason = DIFFERS, f"the rewritten model fails to run when forced: {ort_reason(exc)}"
             return record
-        record.failures = [check for check in compare_outputs(reference, outputs, self.rtol, self.atol) if not check.ok]
+        record.failures = [check for check in compare_outputs(expected, outputs, self.rtol, self.atol) if not check.ok]
         record.status = DIFFERS if record.failures else MATCHED
         return record
 
-    def _reference(self, site: _Site, then: bool) -> dict[str, Any] | str:
-        """The original's outputs with ``site`` forced (cached), or its one-line error."""
-        if (site.key, then) not in self._references:
-            try:
-                with _forced(self.original, site, then):
-                    self._references[site.key, then] = run_onnxruntime(self.original, self.feeds)
-            except Exception as exc:
-                self._references[site.key, then] = error_line(exc)
-        return self._references[site.key, then]
+    def _reference(self, site: _Site, then: bool) -> tuple[int, dict[str, Any]] | str:
+        """The original's outputs with ``site`` forced on the first input set it runs with, and
+        that set's index (cached); or the one-line error of the first set."""
+        key = (site.key, then)
+        if key not in self._references:
+            errors = []
+            with _forced(self.original, site, then):
+                for index, feeds in enumerate(self.feeds):
+                    try:
+                        self._references[key] = (index, run_onnxruntime(self.original, feeds))
+                        break
+                    except Exception as exc:
+                        errors.append(ort_reason(exc))
+            if key not in self._references:
+                self._references[key] = errors[0]
+        return self._references[key]
+
+
+def ort_reason(exc: BaseException) -> str:
+    """onnxruntime's innermost message (it nests one per enclosing If), else the first line."""
+    line = error_line(exc)
+    marker = "Status Message: "
+    return line.rsplit(marker, 1)[1] if marker in line else line
 
 
 def check_branches(
     original: ir.Model,
     rewritten: ir.Model,
-    feeds: dict[str, np.ndarray],
+    feeds: dict[str, np.ndarray] | Sequence[dict[str, np.ndarray]],
     *,
     rtol: float | None = None,
     atol: float | None = None,

@@ -12,7 +12,7 @@ import onnx
 import onnx_ir as ir
 
 from optimizer import __version__
-from optimizer.errors import UserError, error_line
+from optimizer.errors import UserError
 from optimizer.manager import DROPPED, FAILED, PassManager, PassRecord, cleanup, count_nodes
 from optimizer.modelio import has_external_data, load_model, save_model
 from optimizer.opset import convert_opset
@@ -20,16 +20,7 @@ from optimizer.passapi import PassContext, model_opset
 from optimizer.registry import all_passes, get_pass
 from optimizer.shapes import fix_input_shapes
 from optimizer.targets import DEFAULT_TARGET, load_target
-from optimizer.verify import (
-    MISSING,
-    Verification,
-    compare_outputs,
-    input_specs,
-    load_inputs,
-    random_inputs,
-    run_onnxruntime,
-    verification,
-)
+from optimizer.verifier import Verification, Verifier, choose_feeds
 
 
 @dataclass
@@ -126,6 +117,12 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
     if output is not None:
         _check_external_data_clash(options.input, output, original)
     lap("load")
+    verifier = None
+    if options.verify:  # before any work: inputs it cannot make are bad input
+        say("running the original with onnxruntime")
+        feeds = choose_feeds(start, options.inputs, options.verify_shapes, options.seed)
+        verifier = Verifier(original, feeds, reference=options.input, rtol=options.rtol, atol=options.atol)
+        lap("verify")
 
     opset_before = model_opset(original)
     final_opset = options.opset or opset_before
@@ -152,9 +149,8 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
     lap("opset")
 
     checked: Verification | None = None
-    if options.verify:
+    if verifier is not None:
         say("verifying with onnxruntime")
-        verifier = _Verifier(original, options)
         checked = verifier.check(model)
         if not checked.ok and any(record.changes for record in records):
             say("finding the pass that broke the outputs")
@@ -206,7 +202,7 @@ def _add_downgrade_passes(
     return names
 
 
-def _unexplained_failure(start: ir.Model, verifier: _Verifier, options: OptimizeOptions) -> str:
+def _unexplained_failure(start: ir.Model, verifier: Verifier, options: OptimizeOptions) -> str:
     """Why the outputs still differ once every breaking pass is dropped (the opset conversion?)."""
     if options.opset is not None and options.opset != model_opset(start):
         converted = _downgrade(_upgrade(start.clone(), options), options)
@@ -218,37 +214,8 @@ def _unexplained_failure(start: ir.Model, verifier: _Verifier, options: Optimize
     return "outputs differ even without the breaking passes: nothing was written"
 
 
-class _Verifier:
-    """Runs the original once, then compares any candidate with it on the same inputs."""
-
-    def __init__(self, original: ir.Model, options: OptimizeOptions) -> None:
-        specs = input_specs(original, {**options.input_shapes, **options.verify_shapes})
-        if options.inputs is not None:
-            self.feeds, self.source = load_inputs(options.inputs, specs), str(options.inputs)
-        else:
-            self.feeds, self.source = random_inputs(specs, options.seed), f"random (seed {options.seed})"
-        self.options = options
-        try:
-            self.reference = run_onnxruntime(options.input, self.feeds)
-        except Exception as exc:
-            raise UserError(f"{options.input}: onnxruntime cannot run the input model: {error_line(exc)}") from None
-
-    def check(self, model: ir.Model) -> Verification:
-        try:
-            outputs = run_onnxruntime(model, self.feeds)
-        except Exception as exc:  # the optimised model does not run: every output fails
-            outputs, refusal = {}, error_line(exc)
-        else:
-            refusal = None
-        checks = compare_outputs(self.reference, outputs, self.options.rtol, self.options.atol)
-        for check in checks:
-            if refusal and check.problem == MISSING:
-                check.problem = f"onnxruntime cannot run the optimised model: {refusal}"
-        return verification(checks, self.feeds, self.source)
-
-
 def _drop_culprits(
-    model: ir.Model, manager: PassManager, verifier: _Verifier, records: list[PassRecord], options: OptimizeOptions
+    model: ir.Model, manager: PassManager, verifier: Verifier, records: list[PassRecord], options: OptimizeOptions
 ) -> tuple[ir.Model, list[PassRecord]]:
     """Replay the passes that changed something one at a time, each through the same opset
     conversion as the run; drop each that breaks outputs. Returns the model at the saved opset."""
@@ -273,16 +240,11 @@ def _drop_culprits(
             model = attempt.model
         else:
             result.status = DROPPED
-            result.reason = "broke " + "; ".join(_describe_failure(check) for check in checked.failures())
+            result.reason = "broke " + "; ".join(checked.failures())
         replayed.append(result)
     if any(record.changes and record.status != DROPPED for record in replayed):
         replayed.append(cleanup(model))
     return _downgrade(model, options), replayed
-
-
-def _describe_failure(check) -> str:
-    detail = check.problem or f"max abs diff {check.max_abs_diff:.3g}, max rel diff {check.max_rel_diff:.3g}"
-    return f"{check.name} ({detail})"
 
 
 def _upgrade(model: ir.Model, options: OptimizeOptions) -> ir.Model:

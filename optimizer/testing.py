@@ -1,4 +1,5 @@
-"""Test a pass with one call: it runs, keeps the numbers, and a second run changes nothing.
+"""Test a pass with one call: it runs, keeps the numbers (every output, both sides of every If),
+and a second run changes nothing.
 
 from optimizer.testing import check_pass
 result = check_pass("my-pass", "model.onnx", expect_changes=1)
@@ -19,7 +20,7 @@ from optimizer.passapi import PassContext, model_opset
 from optimizer.registry import registered
 from optimizer.shapes import fix_input_shapes
 from optimizer.targets import load_target
-from optimizer.verify import Verification, compare_outputs, input_specs, random_inputs, run_onnxruntime, verification
+from optimizer.verifier import Verification, Verifier, choose_feeds
 
 __all__ = ["PassCheck", "check_pass", "registered"]
 
@@ -48,12 +49,14 @@ def check_pass(
 ) -> PassCheck:
     """Run pass ``name`` on ``model`` and assert that it ran (was neither skipped nor failed),
     made ``expect_changes`` changes when given, kept every output within tolerance on seeded
-    random inputs (onnxruntime), and is idempotent (a second run changes nothing).
+    random inputs (onnxruntime) with both sides of every If forced in turn, and is idempotent
+    (a second run changes nothing).
 
     ``input_shapes`` are fixed into the model first (``--input-shape``); ``verify_shapes``
-    only shape the random inputs. With ``final_opset`` the result is converted to that opset
-    (as ``--opset`` does after the passes) before it is compared, so a rewrite must be right
-    at the opset the model is saved at.
+    only shape the random inputs (dynamic dims are otherwise sized as ``optimize`` sizes
+    them). With ``final_opset`` the result is converted to that opset (as ``--opset`` does
+    after the passes) before it is compared, so a rewrite must be right at the opset the
+    model is saved at.
     """
     original = _as_ir(model)
     if input_shapes:
@@ -70,10 +73,9 @@ def check_pass(
     result = run.model
     if final_opset is not None and final_opset != model_opset(result):
         result = convert_opset(result, final_opset, Path.cwd())
-    feeds = random_inputs(input_specs(original, {**(input_shapes or {}), **(verify_shapes or {})}), seed)
-    checks = compare_outputs(run_onnxruntime(original, feeds), run_onnxruntime(result, feeds), rtol, atol)
-    checked = verification(checks, feeds, f"random (seed {seed})")
-    assert checked.ok, f"{name} changed the outputs: {checked.failures()}"
+    feeds = choose_feeds(original, verify_shapes=verify_shapes, seed=seed)
+    checked = Verifier(original, feeds, rtol=rtol, atol=atol).check(result)
+    assert checked.ok, f"{name} changed the outputs: {'; '.join(checked.failures())}"
     again = PassManager([name], ctx).run(run.model.clone()).records[0]
     assert again.changes == 0, f"{name} is not idempotent: a second run changed {again.changed_nodes}"
     return PassCheck(result, record, checked)

@@ -6,7 +6,7 @@ import contextlib
 import ctypes
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,29 +81,7 @@ class OutputCheck:
     ok: bool
     problem: str | None = None
     rule: str = WITHIN_TOLERANCE
-
-
-@dataclass
-class Verification:
-    """The verdict over every output, with the inputs used."""
-
-    ok: bool
-    outputs: list[OutputCheck]
-    inputs: dict[str, list[int]]
-    source: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for the report."""
-        return {
-            "ok": self.ok,
-            "inputs": self.inputs,
-            "source": self.source,
-            "outputs": [asdict(check) for check in self.outputs],
-        }
-
-    def failures(self) -> list[OutputCheck]:
-        """The outputs that did not match."""
-        return [check for check in self.outputs if not check.ok]
+    run: int = 0  # which input set, when a model is verified on several
 
 
 def input_specs(model: ir.Model, input_shapes: dict[str, list[int]]) -> list[InputSpec]:
@@ -399,13 +377,3 @@ def _measure_close(check: OutputCheck, expected: np.ndarray, actual: np.ndarray)
         float(np.vdot(ref[finite], out[finite]).real / norms) if norms > 0 else float(np.array_equal(ref, out))
     )
     check.ok = check.ok and bool(np.all(diff <= check.atol + check.rtol * np.abs(ref)))
-
-
-def verification(checks: list[OutputCheck], feeds: dict[str, np.ndarray], source: str) -> Verification:
-    """Bundle output checks with the inputs that produced them."""
-    return Verification(
-        ok=all(check.ok for check in checks),
-        outputs=checks,
-        inputs={name: list(array.shape) for name, array in feeds.items()},
-        source=source,
-    )

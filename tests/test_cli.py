@@ -155,8 +155,14 @@ def test_passes_lists_pipelines(cli):
     assert code == 0 and "transpose-whitelist" in out and "target ascend310:" in out
 
 
-def dynamic_model(tmp_path):
-    model = make_model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [("x", ["n", 3])], [("y", ["n", 3])])
+def unrunnable_dynamic_model(tmp_path):
+    """A dynamic dim no size fits: 3n is never 35, so verification finds no input shapes."""
+    model = make_model(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape")],
+        [("x", ["n", 3])],
+        [("y", [5, 7])],
+        initializers=[("shape", np.array([5, 7], np.int64))],
+    )
     return save(model, tmp_path / "dyn.onnx")
 
 
@@ -194,9 +200,10 @@ BAD_INPUTS = {
         lambda t, e: ["optimize", e / "srnet_opset9.onnx", "-o", t / "o.onnx", "--input-shape", "img:1,3,8,8"],
         "'img', which is not an input",
     ),
-    "dynamic dim": (
-        lambda t, e: ["optimize", dynamic_model(t), "-o", t / "o.onnx"],
-        "input 'x' has dynamic dimension 'n' (axis 0)",
+    "dynamic dim no size fits": (
+        lambda t, e: ["optimize", unrunnable_dynamic_model(t), "-o", t / "o.onnx"],
+        "cannot find input shapes the model runs with for 'n' (input 'x', axis 0); give their sizes with "
+        "--verify-shape 'x:<n>,3'",
     ),
     "unknown target": (
         lambda t, e: ["optimize", e / "srnet_opset9.onnx", "-o", t / "o.onnx", "--target", "ascend301"],

@@ -148,21 +148,49 @@ def print_summary(result) -> None:
 
 
 def print_verification(console, checked) -> None:
-    """One row per output: differences, cosine similarity, verdict."""
+    """One row per output (per input set when there were several), then the If sides checked."""
+    from rich.markup import escape
     from rich.table import Table
 
     verdict = "passed" if checked.ok else "FAILED"
-    table = Table(title=f"verification with onnxruntime ({checked.source}): {verdict}", title_justify="left")
-    for column in ("output", "dtype", "shape", "max abs diff", "max rel diff", "cosine", "verdict"):
+    title = f"verification with onnxruntime ({checked.source}; shapes: {checked.shapes}): {verdict}"
+    table = Table(title=escape(title), title_justify="left")
+    several = len(checked.inputs) > 1
+    columns = ["output", *(["inputs"] if several else []), "dtype", "shape", "max abs diff", "max rel diff"]
+    for column in (*columns, "cosine", "verdict"):
         table.add_column(column)
     for check in checked.outputs:
+        where = [_shapes_text(checked.inputs[check.run])] if several else []
         table.add_row(
-            check.name,
+            escape(check.name),
+            *where,
             check.dtype,
             "x".join(map(str, check.shape)) or "scalar",
             f"{check.max_abs_diff:.3g}",
             f"{check.max_rel_diff:.3g}",
             f"{check.cosine:.6f}",
-            "ok" if check.ok else f"FAIL {check.problem or f'(rtol {check.rtol:g}, atol {check.atol:g})'}",
+            "ok" if check.ok else escape(f"FAIL {check.problem or f'(rtol {check.rtol:g}, atol {check.atol:g})'}"),
         )
     console.print(table)
+    if checked.branches is not None:
+        print_branches(console, checked.branches)
+
+
+def print_branches(console, branches) -> None:
+    """A count of the If sides checked; a line for each If not fully matched (every If with -v)."""
+    from rich.markup import escape
+
+    sides = [side for check in branches.checks for side in check.sides]
+    counts = {status: sum(side.status == status for side in sides) for status in ("matched", "differs")}
+    skipped = len(sides) - counts["matched"] - counts["differs"]
+    console.print(
+        f"If branches: {len(branches.checks)} Ifs, {counts['matched']} sides matched, "
+        f"{counts['differs']} differ, {skipped} not exercised"
+    )
+    for check in branches.checks:
+        if settings().verbose or any(side.status != "matched" for side in check.sides):
+            console.print(f"  {escape(check.summary())}")
+
+
+def _shapes_text(shapes: dict[str, list[int]]) -> str:
+    return "; ".join(f"{name}:{','.join(map(str, dims))}" for name, dims in shapes.items())

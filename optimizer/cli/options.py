@@ -32,14 +32,17 @@ def _parse_passes(ctx: click.Context, param: click.Parameter, value: str | None)
 
 
 def input_shape_option(func: Callable[..., Any] | None = None, *, fixes: bool = False) -> Any:
-    """``--input-shape`` in ATC's syntax; with ``fixes`` its help says the output keeps them."""
+    """``--input-shape`` in ATC's syntax; with ``fixes`` it is also ``--fix-input-shape`` and its
+    help says the output keeps the shapes."""
     text = "Input shapes in ATC's syntax: 'image:1,3,224,224;mask:1,1,224,224'."
+    names = ["--input-shape"]
     if fixes:
+        names.append("--fix-input-shape")
         text = (
             "Fix input shapes, in ATC's syntax ('image:1,3,224,224;mask:1,1,224,224'): written into the "
             "output, as ATC fixes them. For verification alone use --verify-shape."
         )
-    option = click.option("--input-shape", "input_shapes", callback=_parse_shapes, metavar="S", help=text)
+    option = click.option(*names, "input_shapes", callback=_parse_shapes, metavar="S", help=text)
     return option if func is None else option(func)
 
 
