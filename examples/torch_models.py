@@ -168,10 +168,10 @@ def export_voice_activity(path: Path, opset: int) -> Path:
     import warnings
 
     torch.manual_seed(0)
-    model = torch.jit.script(VoiceActivity().eval())
     sample = (torch.randn(1, 512), torch.zeros(2, 1, 16), 16000)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # TorchScript is deprecated, and it is what exports the Ifs
+        model = torch.jit.script(VoiceActivity().eval())
         torch.onnx.export(
             model,
             sample,

@@ -328,12 +328,42 @@ def _resize_no_symmetric(node: ir.Node, rw: Rewriter) -> None:
         rw.refuse(node, "coordinate_transformation_mode 'half_pixel_symmetric' exists only from opset 19")
 
 
-@ADAPTERS.register(["Resize"], 18)
+@ADAPTERS.register(["Resize"], 18, constants=(1, 2, 3), shapes=True)
 def _resize_every_axis(node: ir.Node, rw: Rewriter) -> None:
-    if "axes" in node.attributes:
-        rw.refuse(node, f"it resizes the listed axes only; opset {rw.target} takes scales or sizes for every axis")
     rw.keep_default(node, "antialias", 0)
     rw.keep_default(node, "keep_aspect_ratio_policy", "stretch")
+    axes = node.attributes.pop("axes", None)
+    if axes is not None:
+        _resize_listed_axes(node, list(axes.value), rw)
+
+
+def _resize_listed_axes(node: ir.Node, axes: list[int], rw: Rewriter) -> None:
+    """Spell roi, scales and sizes given for ``axes`` only for every axis (the others keep their size)."""
+    dims = rw.dims(node.inputs[0])
+    if dims is None:
+        rw.refuse(node, f"it resizes the listed axes only and its input rank is unknown; opset {rw.target} takes "
+                  "scales or sizes for every axis")
+    axes = rw.positive_axes(node, axes, len(dims))
+    roi = rw.const_input(node, 1, "roi", plural=False)
+    if roi is not None and roi.size:
+        full = np.concatenate([np.zeros(len(dims)), np.ones(len(dims))]).astype(roi.dtype)
+        full[axes], full[[axis + len(dims) for axis in axes]] = roi[: len(axes)], roi[len(axes) :]
+        rw.set_input(node, 1, rw.constant(node, full, "roi"))
+    scales = rw.const_input(node, 2, "scales")
+    if scales is not None and scales.size:
+        full = np.ones(len(dims), dtype=scales.dtype)
+        full[axes] = scales
+        rw.set_input(node, 2, rw.constant(node, full, "scales"))
+        return
+    sizes = rw.const_ints(node, 3, "sizes")
+    kept = [axis for axis in range(len(dims)) if axis not in axes]
+    if sizes is None or any(dims[axis] is None for axis in kept):
+        rw.refuse(node, f"it resizes the listed axes only and the sizes of the others are not static; opset "
+                  f"{rw.target} takes sizes for every axis")
+    full = list(dims)
+    for axis, size in zip(axes, sizes, strict=True):
+        full[axis] = size
+    rw.set_input(node, 3, rw.constant(node, np.array(full, dtype=np.int64), "sizes"))
 
 
 @ADAPTERS.register(["Resize"], 13)
@@ -356,25 +386,36 @@ def _resize_scales_only(node: ir.Node, rw: Rewriter) -> None:
     if mode == "nearest" and rounding != "floor":
         rw.refuse(node, f"nearest_mode '{rounding}' exists only from opset 11 (before, nearest rounds down)")
     rw.keep_default(node, "exclude_outside", 0)
-    scales = _resize_scales(node, rw)
-    if mode == "nearest" and (scales < 1).any():
-        rw.refuse(node, "it shrinks with mode 'nearest', whose rounding opset 10 does not define")
-    rw.set_input(node, 1, rw.constant(node, scales, "scales"))
+    scales = _resize_scales(node, rw, mode)
+    if isinstance(scales, np.ndarray):
+        if mode == "nearest" and (scales < 1).any():
+            rw.refuse(node, "it shrinks with mode 'nearest', whose rounding opset 10 does not define")
+        scales = rw.constant(node, scales, "scales")
+    rw.set_input(node, 1, scales)
     rw.drop_inputs(node, 2)
     for name in list(node.attributes):
         if name != "mode":
             node.attributes.pop(name)
 
 
-def _resize_scales(node: ir.Node, rw: Rewriter) -> np.ndarray:
-    scales = rw.const_input(node, 2, "scales")
+def _resize_scales(node: ir.Node, rw: Rewriter, mode: str) -> np.ndarray | ir.Value:
+    """Resize-10's scales: the constant scales, or the scales computed at run time ('linear' only), or
+    constant sizes divided by the static input shape."""
+    given = node.inputs[2] if len(node.inputs) > 2 else None
+    scales = rw.array(given)
     if scales is not None and scales.size:
         return scales.astype(np.float32)
-    sizes = rw.const_ints(node, 3, "sizes")
+    if scales is None and given is not None:
+        if mode == "nearest":
+            rw.refuse(node, "its scales are computed at run time; with mode 'nearest' opset 10 rounds as opset 11's "
+                      "'floor' only where they do not shrink, which cannot be known")
+        return given
+    sizes = rw.array(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3] is not None else None
     dims = rw.dims(node.inputs[0])
     if sizes is None or dims is None or any(dim is None for dim in dims):
-        rw.refuse(node, f"it resizes to sizes, which opset {rw.target} expresses as scales only when the input "
-                  "shape is static")
+        rw.refuse(node, f"it resizes to sizes, which opset {rw.target} takes as scales only: that needs constant "
+                  "sizes and a static input shape")
+    sizes = [int(size) for size in sizes]
     scales = np.array(sizes, dtype=np.float32) / np.array(dims, dtype=np.float32)
     if (np.floor(np.array(dims, dtype=np.float32) * scales) != np.array(sizes)).any():
         rw.refuse(node, f"its sizes {sizes} are not exactly reached by float scales from the input shape {dims}")
@@ -387,6 +428,26 @@ def _resize_to_upsample(node: ir.Node, rw: Rewriter) -> None:
     if scales is not None and (scales < 1).any():
         rw.refuse(node, f"it shrinks (scales {scales.tolist()}); before opset 10 there is only Upsample")
     node.op_type = "Upsample"  # Resize-10 is Upsample-9 under a new name
+
+
+# -- control flow ------------------------------------------------------------------------------------
+@ADAPTERS.register(["Loop"], 11)
+def _loop_carries_a_value(node: ir.Node, rw: Rewriter) -> None:
+    """Before opset 11 a Loop carries at least one value: one that carries none gets a dummy scalar."""
+    if len(node.inputs) > 2:
+        return
+    body = node.attributes["body"].as_graph()
+    carried = ir.Value(name=rw.fresh(f"{node.name or 'loop'}_carried"), type=ir.TensorType(ir.DataType.BOOL),
+                       shape=ir.Shape([]))
+    passed = rw.node("Identity", [carried], {}, node)
+    body.inputs.insert(2, carried)
+    body.append(passed)
+    body.outputs.insert(1, passed.outputs[0])
+    seed = rw.constant(node, np.array(False), "carried")
+    loop = rw.node("Loop", [*node.inputs, seed], {"body": node.attributes.pop("body")}, node, len(node.outputs) + 1)
+    name = node.name
+    rw.replace(node, [loop], loop.outputs[1:])
+    loop.name = name
 
 
 # -- other attributes and inputs ------------------------------------------------------------------

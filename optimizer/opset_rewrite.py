@@ -57,9 +57,7 @@ class Rewriter:
     # -- what is known about values -------------------------------------------------------------
     def array(self, value: ir.Value | None) -> np.ndarray | None:
         """The data of a constant (initializer that is not an input, or Constant node), else None."""
-        if value is None or value.is_graph_input():
-            return None
-        tensor = ir.convenience.get_const_tensor(value)
+        tensor = const_tensor(value)
         return None if tensor is None else tensor.numpy()
 
     def const_input(self, node: ir.Node, index: int, what: str, plural: bool = True) -> np.ndarray | None:
@@ -85,12 +83,34 @@ class Rewriter:
 
     def dims(self, value: ir.Value | None) -> Dims | None:
         """The dims of ``value`` (None for a dynamic dim), or None when its rank is unknown."""
+        return self._dims(value, _DERIVATION_DEPTH)
+
+    def _dims(self, value: ir.Value | None, depth: int) -> Dims | None:
         if value is None:
             return None
-        if value.shape is not None:
-            return [d if isinstance(d, int) else None for d in value.shape]
-        inferred = self.shapes.get(value)
-        return None if inferred is None else [d if isinstance(d, int) else None for d in inferred]
+        known = value.shape if value.shape is not None else self.shapes.get(value)
+        if known is None and depth > 0:
+            known = self._derived_dims(value, depth - 1)
+        return None if known is None else [d if isinstance(d, int) else None for d in known]
+
+    def _derived_dims(self, value: ir.Value, depth: int) -> tuple[None, ...] | None:
+        """Unknown dims of the rank ``value`` has by its producer's rule, where onnx inferred nothing.
+
+        onnx infers no rank for Reshape before opset 14 when the shape is computed, nor inside a
+        subgraph for ops whose axes are constants of an outer scope. Ranks found are remembered.
+        """
+        producer = value.producer()
+        if producer is None or producer.domain != "" or len(producer.outputs) != 1:
+            return None
+
+        def dims_of(index: int) -> Dims | None:
+            return self._dims(producer.inputs[index], depth) if index < len(producer.inputs) else None
+
+        rank = _rank_by_rule(producer, dims_of, self.array)
+        if rank is None:
+            return None
+        self.shapes[value] = (None,) * rank
+        return self.shapes[value]
 
     def rank(self, value: ir.Value | None) -> int | None:
         """The rank of ``value``, or None when unknown."""
@@ -163,6 +183,12 @@ class Rewriter:
             if old.uses() or old.is_graph_output():
                 self.refuse(node, f"its output '{old.name}' has no equivalent at opset {self.target}")
         inputs = list(node.inputs)
+        for old, new in zip(node.outputs, outputs, strict=False):  # what held for the old outputs holds for the new
+            if old in self.shapes:
+                self.shapes.setdefault(new, self.shapes[old])
+            known = self._types.type_of(old)
+            if known is not None:
+                self._types.types.setdefault(new, known)
         ir.convenience.replace_nodes_and_values(node.graph, node, [node], nodes, node.outputs[: len(outputs)], outputs)
         for value in inputs:
             self.discard(value)
@@ -210,6 +236,64 @@ class Rewriter:
         for value_in in inputs:
             self.discard(value_in)
 
+
+
+# How deep a chain of producers :meth:`Rewriter.dims` follows to find a rank onnx did not infer.
+_DERIVATION_DEPTH = 64
+# Ops whose output has the rank of their first input.
+_SAME_RANK = frozenset(
+    [
+        *("Abs", "Cast", "Ceil", "Clip", "Cos", "Dropout", "Elu", "Erf", "Exp", "Floor", "Hardmax", "HardSigmoid"),
+        *("Identity", "LeakyRelu", "Log", "LogSoftmax", "Neg", "Not", "Pad", "Reciprocal", "Relu", "Resize", "Round"),
+        *("Selu", "Sigmoid", "Sign", "Sin", "Slice", "Softmax", "Softplus", "Sqrt", "Tanh", "Transpose", "Upsample"),
+    ]
+)
+# Ops whose output has the largest rank of their (broadcast) inputs.
+_BROADCAST = frozenset(
+    ["Add", "And", "Div", "Equal", "Greater", "Less", "Max", "Min", "Mod", "Mul", "Or", "Pow", "Sub", "Sum", "Where"]
+)
+
+
+def _rank_by_rule(node: ir.Node, dims_of: Callable[[int], Dims | None], array) -> int | None:
+    """The output rank of ``node`` from what is known of its inputs (``dims_of(index)``), or None."""
+    op = node.op_type
+    if op in _SAME_RANK:
+        dims = dims_of(0)
+        return None if dims is None else len(dims)
+    if op in _BROADCAST:
+        ranks = [None if (dims := dims_of(index)) is None else len(dims) for index in range(len(node.inputs))]
+        return None if not ranks or None in ranks else max(ranks)
+    if op == "Reshape":
+        shape = dims_of(1)
+        return shape[0] if shape is not None and len(shape) == 1 else None
+    if op in ("Squeeze", "Unsqueeze"):
+        axes = node.attributes.get_ints("axes")
+        if axes is None and len(node.inputs) > 1:
+            data = array(node.inputs[1])
+            axes = None if data is None else data.reshape(-1).tolist()
+        dims = dims_of(0)
+        if axes is None or dims is None:
+            return None
+        return len(dims) + len(axes) if op == "Unsqueeze" else len(dims) - len(axes)
+    return None
+
+
+def const_tensor(value: ir.Value | None) -> ir.TensorProtocol | None:
+    """The tensor of a constant (initializer that is not an input, or Constant node), else None.
+
+    Unlike ``ir.convenience.get_const_tensor`` it never renames the tensor: the tensors of a
+    cloned model are those of the original, which must not change.
+    """
+    if value is None or value.is_graph_input():
+        return None
+    if value.const_value is not None:
+        return value.const_value
+    producer = value.producer()
+    if producer is not None and producer.op_type == "Constant" and producer.domain == "":
+        attr = producer.attributes.get("value")
+        if attr is not None and not attr.is_ref():
+            return attr.as_tensor()
+    return ir.convenience.get_const_tensor(value)  # value_ints and the like: a new tensor each time
 
 
 def _all_values(model: ir.Model) -> Iterator[ir.Value]:

@@ -162,9 +162,7 @@ class TypeChecker:
 
 
 def _arity_problem(node: ir.Node, schema: onnx.defs.OpSchema, opset: int) -> str | None:
-    inputs = len(node.inputs)
-    while inputs and node.inputs[inputs - 1] is None:
-        inputs -= 1
+    inputs = len(node.inputs)  # omitted inputs ('') count, as in onnx's checker
     if not schema.min_input <= inputs <= schema.max_input:
         takes = _range(schema.min_input, schema.max_input)
         return f"it has {inputs} inputs; {node.op_type} takes {takes} at opset {opset}"

@@ -19,6 +19,7 @@ import onnx
 import onnx_ir as ir
 
 from optimizer.errors import UserError, error_line
+from optimizer.opset_rewrite import const_tensor
 from optimizer.opset_schema import since_version
 from optimizer.passapi import all_graphs
 from optimizer.placeholders import Placeholders
@@ -120,7 +121,14 @@ def _hide_resizes(root: ir.Graph, opset: int, target: int) -> bool:
 
 
 def _rebuild_resizes(graph: ir.Graph, names: set[str]) -> None:
-    """Turn hidden Resize-10 / Upsample nodes into Resize-11 with the coordinate mapping they had."""
+    """Turn hidden Resize-10 / Upsample nodes into Resize-11 with the coordinate mapping they had.
+
+    Before opset 11, 'nearest' takes ``floor(i / scale)`` on axes that grow and ``ceil`` on axes
+    that shrink (onnxruntime; the spec leaves it open). Resize-11 has one ``nearest_mode``, so a
+    nearest resize that grows some axes and shrinks others becomes two: the shrinking axes first,
+    then the growing ones (nearest resizing is separable). Scales computed at run time are taken
+    to grow (floor), which is what upsampling models do.
+    """
     for node in list(graph):
         if node.domain != _HIDDEN:
             continue
@@ -130,27 +138,52 @@ def _rebuild_resizes(graph: ir.Graph, names: set[str]) -> None:
             scales = node.inputs[1]
         else:
             scales = _constant(node, list(node.attributes.get_floats("scales")), "scales", names)
-        roi = _constant(node, [], "roi", names)
         node.domain, node.op_type = "", "Resize"
-        node.resize_inputs(1)
-        node.resize_inputs(3)
-        node.replace_input_with(1, roi)
-        node.replace_input_with(2, scales)
         node.attributes.clear()
-        attributes = {"mode": mode, "coordinate_transformation_mode": "asymmetric"}
-        if mode == "nearest":
-            attributes["nearest_mode"] = "floor"
-        for name, value in attributes.items():
-            node.attributes[name] = ir.AttrString(name, value)
+        data = const_tensor(scales)
+        data = None if data is None else data.numpy().astype(np.float32)
+        if mode == "nearest" and data is not None and (data < 1).any() and (data > 1).any():
+            shrink = _resize_11(node, np.minimum(data, 1), "ceil", names)
+            node.replace_input_with(0, shrink.outputs[0])
+            scales = _constant(node, np.maximum(data, 1).tolist(), "scales", names)
+        rounding = "ceil" if data is not None and (data <= 1).all() else "floor"
+        _make_resize_11(node, scales, mode, rounding, names)
 
 
-def _constant(near: ir.Node, values: list[float], what: str, names: set[str]) -> ir.Value:
-    base = name = f"{near.name or near.op_type}_{what}"
-    count = 0
+def _resize_11(near: ir.Node, scales: np.ndarray, rounding: str, names: set[str]) -> ir.Node:
+    """A nearest Resize-11 of ``near``'s input by ``scales``, inserted before ``near``."""
+    name = _fresh(f"{near.name or 'Resize'}_shrink", names)
+    node = ir.node("Resize", [near.inputs[0]], name=name, outputs=[ir.Value(name=name)])
+    near.graph.insert_before(near, node)
+    _make_resize_11(node, _constant(node, scales.tolist(), "scales", names), "nearest", rounding, names)
+    return node
+
+
+def _make_resize_11(node: ir.Node, scales: ir.Value, mode: str, rounding: str, names: set[str]) -> None:
+    """Give ``node`` (a Resize) the inputs x, roi, scales and the attributes of the pre-11 mapping."""
+    roi = _constant(node, [], "roi", names)
+    node.resize_inputs(1)
+    node.resize_inputs(3)
+    node.replace_input_with(1, roi)
+    node.replace_input_with(2, scales)
+    attributes = {"mode": mode, "coordinate_transformation_mode": "asymmetric"}
+    if mode == "nearest":
+        attributes["nearest_mode"] = rounding
+    for name, value in attributes.items():
+        node.attributes[name] = ir.AttrString(name, value)
+
+
+def _fresh(base: str, names: set[str]) -> str:
+    name, count = base, 0
     while name in names:
         count += 1
         name = f"{base}_{count}"
     names.add(name)
+    return name
+
+
+def _constant(near: ir.Node, values: list[float], what: str, names: set[str]) -> ir.Value:
+    name = _fresh(f"{near.name or near.op_type}_{what}", names)
     node = ir.node("Constant", [], {"value": ir.tensor(np.array(values, dtype=np.float32))}, name=name,
                    outputs=[ir.Value(name=name)])
     near.graph.insert_before(near, node)

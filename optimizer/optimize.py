@@ -8,14 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import onnx
 import onnx_ir as ir
 
 from optimizer import __version__
 from optimizer.errors import UserError
 from optimizer.manager import DROPPED, FAILED, PassManager, PassRecord, cleanup, count_nodes
 from optimizer.modelio import has_external_data, load_model, save_model
-from optimizer.opset import convert_opset
+from optimizer.opset import convert_opset, supported_opsets
 from optimizer.passapi import PassContext, model_opset
 from optimizer.registry import all_passes, get_pass
 from optimizer.shapes import fix_input_shapes
@@ -100,9 +99,9 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
         clock = now
 
     output = _output_path(options)
-    newest = onnx.defs.onnx_opset_version()
-    if options.opset is not None and not 1 <= options.opset <= newest:
-        raise UserError(f"--opset {options.opset}: onnx knows opsets 1 to {newest}")
+    low, high = supported_opsets()
+    if options.opset is not None and not low <= options.opset <= high:
+        raise UserError(f"--opset {options.opset}: onnx-opt converts to opsets {low} to {high}")
     target = load_target(options.target)
     names = list(target.pipeline if options.passes is None else options.passes)
     for name in names:

@@ -228,7 +228,7 @@ BAD_INPUTS = {
     ),
     "opset unknown": (
         lambda t, e: ["optimize", e / "skunit_opset11.onnx", "-o", t / "o.onnx", "--opset", "99"],
-        "--opset 99: onnx knows opsets 1 to",
+        "--opset 99: onnx-opt converts to opsets 7 to",
     ),
 }
 

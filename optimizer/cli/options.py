@@ -62,7 +62,7 @@ def pipeline_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--target``, ``--passes`` and ``--opset``."""
     func = click.option(
         "--opset",
-        type=click.IntRange(1, None),
+        type=int,
         metavar="N",
         help="Convert to this ONNX opset: an upgrade runs before the passes, a downgrade after them.",
     )(func)

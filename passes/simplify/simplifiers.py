@@ -1,48 +1,38 @@
-"""``simplify``: fold constants and shape subgraphs with onnxsim, then onnxscript's optimizer.
-
-onnxsim folds the shape subgraphs of the main graph; onnxscript's optimizer folds inside If /
-Loop bodies and functions, If nodes on constant conditions and dead branches. Each result is
-checked (inputs and outputs unchanged, functions, opset imports, IR version and metadata kept,
-no empty optional input dropped, and valid for the onnx checker and onnxruntime wherever the
-model was), and the one with the fewest nodes, every subgraph counted, is kept; rounds repeat
-until the count stops falling, so a second run changes nothing. When onnxsim fails, onnxscript's
-optimizer runs alone and a note says why. Input shapes are never changed here (``--input-shape``
-is written into the model before the passes). Large weights no fold needs stay out of
-onnxsim's copy.
-"""
+"""The simplifiers ``simplify`` wraps (onnxsim, onnxscript's optimizer) and what every result is
+checked against: inputs, outputs, functions, empty optional inputs, model fields, validity."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections import Counter
+import os
+import sys
 from collections.abc import Iterator
 
 import numpy as np
 import onnx
 import onnx_ir as ir
 
-from optimizer.passapi import (
-    Change,
-    Pass,
-    PassContext,
-    PassResult,
-    SkipPass,
-    iter_nodes,
-    node_label,
-    register_pass,
-)
+from optimizer.passapi import iter_nodes, node_label
+
+ONNX_DOMAINS = frozenset({"", "ai.onnx"})
 
 # onnxsim's own onnx checker accepts IR versions up to this one.
 ONNXSIM_IR_VERSION = 10
+
+
 # Data types added after IR version 10 (FLOAT4E2M1 and later).
 _NEWER_DTYPES = frozenset(dtype for dtype in ir.DataType if dtype.value > ir.DataType.INT4.value)
+
+
 # Initializers from this size on go to onnxsim as typed inputs unless a fold needs their data.
 HELD_WEIGHT_BYTES = 1 << 20
+
+
 # ConstantOfShape is folded (onnxscript keeps it by default) when its output has at most this many elements.
 FOLD_CONSTANT_OF_SHAPE_ELEMENTS = 4096
-# Rounds of onnxsim + onnxscript before giving up on a fixed point.
-MAX_ROUNDS = 4
+
+
 # Ops whose weights onnxsim's optimizer rewrites (fuse_bn_into_conv), so it needs their data.
 _FUSED_WITH_BATCH_NORM = frozenset({"Conv", "ConvTranspose"})
 
@@ -51,67 +41,39 @@ class SimplifierError(Exception):
     """A simplifier raised, or returned a model that lost or broke something."""
 
 
-@register_pass
-class Simplify(Pass):
-    name = "simplify"
-    summary = "Fold constants, shape subgraphs and constant If nodes (onnxsim, then onnxscript's optimizer)"
-    addresses = ("Shape", "Gather", "Unsqueeze", "Concat", "Reshape", "Constant", "Identity", "If")
-
-    def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
-        """Simplify in rounds until the node count stops falling; report the nodes removed."""
-        before = count_all_nodes(model)
-        reference = Reference(model)
-        current, labels = model, []
-        for _ in range(MAX_ROUNDS):
-            candidate, label = simplify_once(current, reference)
-            if count_all_nodes(candidate) >= count_all_nodes(current):
-                if not labels:
-                    labels.append(label)
-                break
-            current = candidate
-            labels.append(label)
-        after = count_all_nodes(current)
-        how = labels[0] + (f" ({len(labels)} rounds)" if len(labels) > 1 else "")
-        if current is model:
-            return PassResult(model, notes=[f"{how}: nothing to fold ({before} nodes)"])
-        kept = Counter(_key(node) for node in iter_nodes(current))
-        removed = []
-        for node in iter_nodes(model):
-            if kept[_key(node)]:
-                kept[_key(node)] -= 1
-            else:
-                removed.append(node_label(node))
-        changes = [Change("folded or removed", (label,)) for label in removed] or [Change("rewrote nodes")]
-        return PassResult(current, changes, notes=[f"{how}: {before} -> {after} nodes, every subgraph counted"])
-
-
-def simplify_once(model: ir.Model, reference: Reference) -> tuple[ir.Model, str]:
-    """One round: onnxsim, onnxscript's optimizer on its result (or alone when onnxsim fails),
-    and the checked candidate with the fewest nodes. Returns the model and which simplifier ran.
-
-    Raises :class:`SkipPass` when both simplifiers fail.
-    """
-    import onnxscript
-    import onnxsim
-
-    sim_name, script_name = f"onnxsim {onnxsim.__version__}", f"onnxscript optimizer {onnxscript.__version__}"
-    candidates: list[tuple[ir.Model, str]] = []
+@contextlib.contextmanager
+def silenced_output() -> Iterator[None]:
+    """Send whatever is written to file descriptors 1 and 2 (onnxsim's and onnxruntime's C++
+    messages included) to the null device while inside; restored on every exit path."""
+    saved: list[tuple[int, int]] = []
     try:
-        simplified = run_onnxsim(model)
-        reference.check(simplified, sim_name)
-        candidates.append((simplified, sim_name))
-        start, label = simplified, f"{sim_name}, then {script_name}"
-    except SimplifierError as exc:
-        sim_failure = f"{sim_name} failed: {exc}"
-        start, label = model, f"{script_name} ({sim_failure})"
+        _flush()
+        sink = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        sink = None
     try:
-        optimized = run_onnxscript(start)
-        reference.check(optimized, script_name)
-        candidates.append((optimized, label))
-    except SimplifierError as exc:
-        if not candidates:
-            raise SkipPass(f"{sim_failure}; {script_name} failed: {exc}") from None
-    return min(candidates, key=lambda candidate: count_all_nodes(candidate[0]))
+        if sink is not None:
+            for fd in (1, 2):
+                try:
+                    copy = os.dup(fd)
+                except OSError:
+                    continue
+                saved.append((fd, copy))
+                os.dup2(sink, fd)
+        yield
+    finally:
+        _flush()
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+        if sink is not None:
+            os.close(sink)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            stream.flush()
 
 
 def run_onnxsim(model: ir.Model) -> ir.Model:
@@ -146,13 +108,12 @@ def run_onnxsim(model: ir.Model) -> ir.Model:
 def run_onnxscript(model: ir.Model) -> ir.Model:
     """onnxscript's optimizer on a clone, functions kept, after onnx shape inference (so values
     in If / Loop bodies have types), folding small ConstantOfShape nodes too."""
-    from onnx_ir.passes.common import ShapeInferencePass
     from onnxscript.optimizer import optimize_ir
 
     result = model.clone()
     try:
-        with _quiet("onnxscript", "onnx_ir"):
-            ShapeInferencePass(strict_mode=False)(result)
+        with quiet("onnxscript", "onnx_ir"):
+            _infer_shapes(result)
             optimize_ir(result, should_fold=_fold_small_constant_of_shape, inline=False)
     except Exception as exc:  # a maintained library, but any op may trip it
         raise SimplifierError(one_line(exc)) from None
@@ -160,8 +121,14 @@ def run_onnxscript(model: ir.Model) -> ir.Model:
     return result
 
 
+def _infer_shapes(model: ir.Model) -> None:
+    from onnx_ir.passes.common import ShapeInferencePass
+
+    ShapeInferencePass(strict_mode=False)(model)
+
+
 def _fold_small_constant_of_shape(node: ir.Node) -> bool | None:
-    if node.op_type != "ConstantOfShape" or node.domain not in ("", "ai.onnx") or not node.inputs:
+    if node.op_type != "ConstantOfShape" or node.domain not in ONNX_DOMAINS or not node.inputs:
         return None
     shape = node.inputs[0].const_value if node.inputs[0] is not None else None
     if shape is None:
@@ -174,7 +141,7 @@ class Reference:
 
     def __init__(self, model: ir.Model) -> None:
         self.inputs = _signature(model.graph.inputs, with_shapes=True)
-        self.outputs = _signature(model.graph.outputs)
+        self.outputs = _signature(model.graph.outputs, with_shapes=True)
         self.functions = set(model.functions)
         self.empty_inputs = {
             _outputs_key(node): _empty_positions(node) for node in iter_nodes(model) if _empty_positions(node)
@@ -186,7 +153,7 @@ class Reference:
         """Raise :class:`SimplifierError` saying what ``model`` lost or broke."""
         if _signature(model.graph.inputs, with_shapes=True) != self.inputs:
             raise SimplifierError(f"{simplifier} changed the graph inputs")
-        if _signature(model.graph.outputs) != self.outputs:
+        if _signature(model.graph.outputs, with_shapes=True) != self.outputs:
             raise SimplifierError(f"{simplifier} changed or lost graph outputs")
         lost = (_calls(model) & self.functions) - set(model.functions)
         missing = sorted(f"{domain}::{name}" for domain, name, _ in lost)
@@ -294,12 +261,18 @@ def restore_weights(graph: ir.Graph, originals: dict[str, ir.Value]) -> None:
 
 
 def restore_model_fields(result: ir.Model, original: ir.Model) -> None:
-    """Give ``result`` the original's IR version, opset imports, metadata and the functions it still calls."""
+    """Give ``result`` the original's IR version, opset imports, metadata, graph output shapes
+    (inference may have made a dynamic dim static, or renamed it) and the functions it still calls."""
     result.ir_version = original.ir_version
+    originals = {value.name: value for value in original.graph.outputs}
+    for value in result.graph.outputs:
+        source = originals.get(value.name)
+        if source is not None and source.dtype == value.dtype:
+            value.shape = None if source.shape is None else source.shape.copy()
     for domain, version in original.opset_imports.items():
         result.opset_imports.setdefault(domain, version)
-    for field in ("producer_name", "producer_version", "domain", "model_version", "doc_string"):
-        setattr(result, field, getattr(original, field))
+    for attribute in ("producer_name", "producer_version", "domain", "model_version", "doc_string"):
+        setattr(result, attribute, getattr(original, attribute))
     result.metadata_props.clear()
     result.metadata_props.update(original.metadata_props)
     missing = (_calls(result) & set(original.functions)) - set(result.functions)
@@ -313,8 +286,8 @@ def newer_ir_feature(model: ir.Model) -> str | None:
     """What ``model`` uses that needs an IR version above 10, or None."""
     if model.device_configurations:
         return "multi-device configurations"
-    for graph in _graphs(model):
-        for value in _graph_values(graph):
+    for graph in graphs_of(model):
+        for value in graph_values(graph):
             if value.dtype in _NEWER_DTYPES:
                 return f"data type {value.dtype.name}"
     for node in iter_nodes(model):
@@ -341,14 +314,14 @@ def count_all_nodes(model: ir.Model) -> int:
     return sum(1 for _ in iter_nodes(model))
 
 
-def _graphs(model: ir.Model) -> Iterator[ir.Graph | ir.Function]:
+def graphs_of(model: ir.Model) -> Iterator[ir.Graph | ir.Function]:
     yield from model.graphs()
     for function in model.functions.values():
         yield function
         yield from function.graph.subgraphs()
 
 
-def _graph_values(graph: ir.Graph | ir.Function) -> Iterator[ir.Value]:
+def graph_values(graph: ir.Graph | ir.Function) -> Iterator[ir.Value]:
     yield from graph.inputs
     yield from graph.outputs
     if isinstance(graph, ir.Graph):
@@ -363,8 +336,12 @@ def _calls(model: ir.Model) -> set[tuple[str, str, str]]:
 
 
 def _signature(values, *, with_shapes: bool = False) -> list[tuple]:
-    """Names and types (and shapes) of graph inputs or outputs; inference may refine output shapes."""
-    return [(value.name, value.dtype, tuple(value.shape or ()) if with_shapes else None) for value in values]
+    """Names and types (and shapes) of graph inputs or outputs."""
+    return [(value.name, value.dtype, _dims(value.shape) if with_shapes else None) for value in values]
+
+
+def _dims(shape: ir.Shape | None) -> tuple | None:
+    return None if shape is None else tuple(dim if isinstance(dim, int) else str(dim) for dim in shape)
 
 
 def _outputs_key(node: ir.Node) -> tuple:
@@ -379,12 +356,8 @@ def _empty_positions(node: ir.Node) -> tuple[int, ...]:
     return tuple(index for index, value in enumerate(inputs) if value is None)
 
 
-def _key(node: ir.Node) -> tuple[str, str]:
-    return (node.name or "", node.op_type)
-
-
 @contextlib.contextmanager
-def _quiet(*names: str) -> Iterator[None]:
+def quiet(*names: str) -> Iterator[None]:
     """Silence the named loggers' warnings (folding failures they log are expected)."""
     loggers = [logging.getLogger(name) for name in names]
     levels = [logger.level for logger in loggers]

@@ -1,0 +1,156 @@
+"""``simplify``: fold constants and shape subgraphs with onnxsim, onnxscript's optimizer and
+onnx-opt's own folds, everywhere: the main graph, If / Loop / Scan bodies and functions.
+
+A round runs three simplifiers, each on the best result so far:
+
+1. onnxsim (the main graph's constant and shape subgraphs) on a copy whose IR version is
+   lowered to what onnxsim reads (never raised in the written model); its failures, and what
+   onnxsim and onnxruntime print to stdout / stderr meanwhile, are kept out of the terminal and
+   reported in the note.
+2. onnxscript's optimizer (``optimize_ir`` with its default rewrite rules, functions kept):
+   folds inside bodies and functions, ``If`` on constant conditions, dead branches.
+3. onnx-opt's folds, which neither does (dims from onnx shape inference; inside a function,
+   the dims every call site agrees on):
+   a. a read of a static dim (``Gather`` / ``Slice`` of ``Shape(x)`` where those dims of ``x``
+      are numbers, though others are symbolic) becomes a constant;
+   b. common subexpressions are merged across scopes: a node in a body that repeats one of an
+      enclosing scope defined before the body's node uses the outer one (never speculative: the
+      outer value is computed anyway);
+   c. ``Unsqueeze(Squeeze(x, a), a)`` and ``Squeeze(Unsqueeze(x, a), a)`` become ``x`` (the
+      first only differs where the Squeeze would have failed at run time);
+   d. a Concat of short 1-D pieces followed by ops that only move its elements (torch's
+      export of ``F.pad`` with computed pads) becomes one Concat, or one Gather;
+   e. outputs of an ``If`` that nothing uses leave both branches, so their nodes die;
+   f. dead nodes go, in bodies and functions too.
+   Nothing here swaps an If's branches or renames an If, so each If still matches its original
+   when verification forces both sides.
+
+Each result is checked (graph inputs and outputs unchanged: names, types, shapes; functions
+still called kept; no empty optional input dropped; opset imports, IR version and metadata
+kept; valid for the onnx checker and onnxruntime wherever the original was) and the one with the
+fewest nodes, every subgraph counted, is kept; rounds repeat until the count stops falling, so a
+second run changes nothing. The note names the simplifiers that ran. Input shapes are never
+changed here (``--input-shape`` is written into the model before the passes). Large weights no
+fold needs stay out of onnxsim's copy.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import onnx_ir as ir
+
+from optimizer.passapi import Change, Pass, PassContext, PassResult, SkipPass, iter_nodes, node_label, register_pass
+from passes.simplify.folds import run_folds
+from passes.simplify.simplifiers import (
+    Reference,
+    SimplifierError,
+    count_all_nodes,
+    run_onnxscript,
+    run_onnxsim,
+    silenced_output,
+)
+
+# Rounds of the three simplifiers before giving up on a fixed point.
+MAX_ROUNDS = 6
+
+
+ONNX_OPT_FOLDS = "onnx-opt folds"
+
+
+@register_pass
+class Simplify(Pass):
+    name = "simplify"
+    summary = "Fold constants, shape subgraphs and constant If nodes everywhere (onnxsim, onnxscript, onnx-opt folds)"
+    addresses = ("Shape", "Gather", "Unsqueeze", "Concat", "Reshape", "Constant", "Identity", "If")
+
+    def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
+        """Simplify in rounds until the node count stops falling; report the nodes removed and,
+        in the note, which simplifiers ran and the node counts, every subgraph counted."""
+        before = count_all_nodes(model)
+        with silenced_output():
+            reference = Reference(model)
+            current, rounds, ran, worked, failures = model, 0, [], [], {}
+            for _ in range(MAX_ROUNDS):
+                try:
+                    outcome = simplify_once(current, reference, ctx)
+                except SkipPass:
+                    if rounds:
+                        break
+                    raise
+                worked += [name for name in outcome.worked if name not in worked]
+                for name, reason in outcome.failures.items():
+                    failures.setdefault(name, reason)
+                if count_all_nodes(outcome.model) >= count_all_nodes(current):
+                    break
+                current, rounds = outcome.model, rounds + 1
+                ran += [name for name in outcome.improved if name not in ran]
+        failed = [f"{name} failed: {reason}" for name, reason in failures.items() if name not in worked]
+        why = f" ({'; '.join(failed)})" if failed else ""
+        if current is model:
+            how = " and ".join(worked) + " found nothing to fold"
+            return PassResult(model, notes=[f"{how}{why}: {before} nodes, every subgraph counted"])
+        how = ", then ".join(ran) + why + (f" ({rounds} rounds)" if rounds > 1 else "")
+        kept = Counter(_key(node) for node in iter_nodes(current))
+        removed = []
+        for node in iter_nodes(model):
+            if kept[_key(node)]:
+                kept[_key(node)] -= 1
+            else:
+                removed.append(node_label(node))
+        changes = [Change("folded or removed", (label,)) for label in removed] or [Change("rewrote nodes")]
+        after = count_all_nodes(current)
+        return PassResult(current, changes, notes=[f"{how}: {before} -> {after} nodes, every subgraph counted"])
+
+
+@dataclass
+class Round:
+    """One round's result: the smallest checked model, the simplifiers that made it smaller (in
+    order), those that ran without failing, and why the others failed."""
+
+    model: ir.Model
+    improved: list[str] = field(default_factory=list)
+    worked: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def stages(ctx: PassContext) -> tuple[tuple[str, Callable[[ir.Model], ir.Model]], ...]:
+    """The simplifiers of a round, in order, each with the name (and version) reported."""
+    import onnxscript
+    import onnxsim
+
+    return (
+        (f"onnxsim {onnxsim.__version__}", run_onnxsim),
+        (f"onnxscript optimizer {onnxscript.__version__}", run_onnxscript),
+        (ONNX_OPT_FOLDS, functools.partial(run_folds, ctx=ctx)),
+    )
+
+
+def simplify_once(model: ir.Model, reference: Reference, ctx: PassContext) -> Round:
+    """One round: onnxsim, then onnxscript's optimizer, then onnx-opt's folds, each on the best
+    checked result so far (so onnxscript runs on the original when onnxsim fails).
+
+    Raises :class:`SkipPass` when every simplifier fails.
+    """
+    outcome = Round(model)
+    for name, simplifier in stages(ctx):
+        try:
+            candidate = simplifier(outcome.model)
+            reference.check(candidate, name)
+        except SimplifierError as exc:
+            outcome.failures[name] = str(exc)
+            continue
+        outcome.worked.append(name)
+        if count_all_nodes(candidate) < count_all_nodes(outcome.model):
+            outcome.model = candidate
+            outcome.improved.append(name)
+    if not outcome.worked:
+        raise SkipPass("; ".join(f"{name} failed: {reason}" for name, reason in outcome.failures.items()))
+    return outcome
+
+
+def _key(node: ir.Node) -> tuple[str, str]:
+    return (node.name or "", node.op_type)
