@@ -11,6 +11,29 @@ ONNX defines, for ``x = [N, C, H, W]`` and blocksize ``b`` (``c = C / b^2``)::
 PyTorch's PixelShuffle exported at opset 9 is the CRD form; at opset 11 it is DepthToSpace(CRD).
 The CRD ``mode`` attribute exists from opset 11 on (before it DepthToSpace is DCR only), so a
 CRD DepthToSpace going to opset 9/10 needs the decomposition first.
+
+``decompose-depth-to-space`` replaces a DepthToSpace when C, H and W of its input are static in
+the model (the batch may be dynamic) and the blocksize divides C into b*b groups; Reshape and
+Transpose take every element type, so the type does not matter.
+
+``fuse-depth-to-space`` replaces Reshape(s1) -> Transpose(perm) -> Reshape(s2) by one node when:
+
+1. ``perm`` is one of the three layouts and the three nodes lie in one scope;
+2. neither intermediate has another consumer or is a graph output, and neither Reshape has
+   ``allowzero=1``;
+3. the input is 4-D with static C, H and W (the batch may be dynamic), and ``s1`` and ``s2`` are
+   constants that resolve (0 and -1 included) to exactly the layout's split and result for one
+   blocksize b >= 2;
+4. for CRD, the model is at opset >= 11 and is not saved below it;
+5. the target supports the op;
+6. the tensor is float, float16 or double: onnxruntime has no DepthToSpace / SpaceToDepth kernel
+   for integer types (int64 fails to load), while the Reshape / Transpose form runs on any type.
+   The type is traced back through type-keeping ops, If / Loop outputs and function calls to a
+   typed value; when it cannot be found the nodes stay.
+
+Shape inference runs once per pass run, so both passes remember the dims of the outputs they
+write for the candidates after them: a chain of DepthToSpace (or of 6-D forms) is rewritten in
+one run, and a second run changes nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +47,7 @@ from optimizer.passapi import (
     Change,
     NodePass,
     PassContext,
+    PassResult,
     Requires,
     Skip,
     const_ints,
@@ -37,6 +61,20 @@ from optimizer.passapi import (
 )
 
 MODE_OPSET = 11  # DepthToSpace gained the ``mode`` attribute (and CRD) in opset 11
+# Element types onnxruntime's DepthToSpace and SpaceToDepth kernels take at every opset (rule 6).
+FUSABLE_TYPES = frozenset({ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.DOUBLE})
+# Default-domain ops whose first output has the element type of their first input.
+_TYPE_KEEPING = frozenset(
+    {
+        "Abs", "Add", "AveragePool", "BatchNormalization", "Ceil", "Clip", "Concat", "Conv", "ConvTranspose",
+        "DepthToSpace", "Div", "Dropout", "Elu", "Erf", "Exp", "Expand", "Flatten", "Floor", "Gather", "Gelu", "Gemm",
+        "GlobalAveragePool", "GlobalMaxPool", "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization",
+        "LayerNormalization", "LeakyRelu", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Mean", "Min", "Mish",
+        "Mul", "Neg", "Pad", "PRelu", "Pow", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu",
+        "Reshape", "Resize", "Round", "Selu", "Sigmoid", "Sign", "Slice", "Softmax", "Softplus", "SpaceToDepth",
+        "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh", "Tile", "Transpose", "Unsqueeze", "Upsample",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -87,8 +125,23 @@ def _reshape_target(dims: list[int | None]) -> np.ndarray:
     return np.array([0 if d is None else d for d in dims], dtype=np.int64)
 
 
+class _RemembersDims(NodePass):
+    """A NodePass that knows the dims of the outputs it wrote in this run (inference predates them)."""
+
+    def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
+        self._new_dims: dict[ir.Value, list[int | None]] = {}
+        return super().run(model, ctx)
+
+    def dims_of(self, value: ir.Value | None, model: ir.Model, ctx: PassContext) -> list[int | None] | None:
+        known = getattr(self, "_new_dims", {}).get(value) if value is not None else None
+        return list(known) if known is not None else ctx.dims_of(value, model)
+
+    def remember(self, value: ir.Value, dims: list[int | None]) -> None:
+        getattr(self, "_new_dims", {})[value] = list(dims)
+
+
 @register_pass
-class DecomposeDepthToSpace(NodePass):
+class DecomposeDepthToSpace(_RemembersDims):
     name = "decompose-depth-to-space"
     summary = "Rewrite DepthToSpace (DCR or CRD) as Reshape -> Transpose -> Reshape for opset 9/10 or old CANN"
     addresses = ("DepthToSpace",)
@@ -102,7 +155,7 @@ class DecomposeDepthToSpace(NodePass):
         label = node_label(node)
         b = node.attributes.get_int("blocksize", 0)
         layout = _layout_of(node)
-        dims = _static_chw(ctx.dims_of(node.inputs[0], model))
+        dims = _static_chw(self.dims_of(node.inputs[0], model, ctx))
         if dims is None:
             return Skip(label, "needs static C, H and W of the input (fix them with simplify and --input-shape)")
         n, c, h, w = dims
@@ -117,6 +170,7 @@ class DecomposeDepthToSpace(NodePass):
         for new_node in (reshape, transpose):
             new_node.outputs[0].name = ctx.fresh_name(model, new_node.name)
         replace_nodes([node], [split, reshape, transpose, merge, final], node.outputs[0], final.outputs[0])
+        self.remember(final.outputs[0], layout.result(n, c, h, w, b))
         return Change(f"DepthToSpace({layout.mode}, blocksize {b}) -> Reshape, Transpose, Reshape", (label,))
 
     def needed_for_downgrade(self, model: ir.Model, opset: int) -> bool:
@@ -128,12 +182,17 @@ class DecomposeDepthToSpace(NodePass):
 
 
 @register_pass
-class FuseDepthToSpace(NodePass):
+class FuseDepthToSpace(_RemembersDims):
     name = "fuse-depth-to-space"
     summary = "Fuse Reshape -> Transpose -> Reshape into DepthToSpace (CRD/DCR) or SpaceToDepth"
     addresses = ("Transpose", "Reshape")
     requires = Requires(opsets=(5, None))
     conflicts = ("decompose-depth-to-space",)
+
+    def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
+        """Walk the nodes with a fresh memo of element types (rule 6)."""
+        self._types = _ElementTypes(model)
+        return super().run(model, ctx)
 
     def rewrite(self, node: ir.Node, model: ir.Model, ctx: PassContext) -> Change | Skip | None:
         """Fuse around a 6-D Transpose whose perm is one of the three layouts."""
@@ -169,11 +228,24 @@ class FuseDepthToSpace(NodePass):
             )
         if not ctx.target.supports_op(layout.op_type):
             return Skip(label, f"target {ctx.target.name} does not support {layout.op_type}")
+        types = getattr(self, "_types", None) or _ElementTypes(model)
+        dtype = types.of(first.inputs[0])
+        if dtype not in FUSABLE_TYPES:
+            what = "cannot be traced to a typed value" if dtype is None else f"is {dtype.name}"
+            return Skip(
+                label,
+                f"the tensor's element type {what}; {layout.op_type} is fused for float, float16 and "
+                "double only (onnxruntime has no kernel for other types)",
+            )
         attributes: dict[str, object] = {"blocksize": b}
         if layout.mode is not None and opset >= MODE_OPSET:
             attributes["mode"] = layout.mode
         fused = ir.node(layout.op_type, [first.inputs[0]], attributes, name=node.name)
         replace_nodes([first, node, last], [fused], last.outputs[0], fused.outputs[0])
+        types.known[fused.outputs[0]] = dtype
+        n, c, h, w = _static_chw(self.dims_of(fused.inputs[0], model, ctx)) or (None, 0, 0, 0)
+        if c:
+            self.remember(fused.outputs[0], layout.result(n, c, h, w, b))
         what = f"{layout.op_type}({layout.mode}, blocksize {b})" if layout.mode else f"{layout.op_type}(blocksize {b})"
         return Change(f"Reshape -> Transpose -> Reshape -> {what}", (node_label(first), label, node_label(last)))
 
@@ -185,7 +257,7 @@ class FuseDepthToSpace(NodePass):
             return "an intermediate tensor has another consumer or is a graph output"
         if first.attributes.get_int("allowzero", 0) or last.attributes.get_int("allowzero", 0):
             return "Reshape with allowzero=1 is not handled"
-        dims = _static_chw(ctx.dims_of(first.inputs[0], model))
+        dims = _static_chw(self.dims_of(first.inputs[0], model, ctx))
         if dims is None:
             return "needs a 4-D input with static C, H and W (fix them with simplify and --input-shape)"
         n, c, h, w = dims
@@ -232,3 +304,101 @@ def _resolve(shape: list[int] | None, source: list[int | None]) -> list[int | No
                 return None
             dims[index] = total // product
     return dims
+
+
+class _ElementTypes:
+    """Element types of values without a declared type, traced back to a typed value (rule 6).
+
+    Walks producers through ops that keep their input's type, Cast / Constant / Shape, If and
+    Loop outputs (their bodies' outputs), Loop-carried body inputs (the Loop's initial values)
+    and function inputs (every call site must agree). Results are memoised, so a pass run stays
+    linear in the graph size.
+    """
+
+    def __init__(self, model: ir.Model) -> None:
+        self.model = model
+        self.known: dict[ir.Value, ir.DataType | None] = {}
+        self._owners: dict[int, tuple[str, object]] | None = None
+
+    def of(self, value: ir.Value | None) -> ir.DataType | None:
+        path: list[ir.Value] = []
+        result: ir.DataType | None = None
+        while value is not None:
+            if value in self.known:
+                result = self.known[value]
+                break
+            path.append(value)
+            self.known[value] = None  # a cycle (never valid ONNX) ends as unknown
+            if value.dtype is not None:
+                result = value.dtype
+                break
+            step = self._step(value)
+            if not isinstance(step, ir.Value):
+                result = step
+                break
+            value = step
+        for seen in path:
+            self.known[seen] = result
+        return result
+
+    def _step(self, value: ir.Value) -> ir.Value | ir.DataType | None:
+        """The value whose type ``value`` has, or the type itself, or None when unknown."""
+        node = value.producer()
+        if node is None:
+            return self._graph_input(value)
+        if node.domain not in ("", "ai.onnx"):
+            return None
+        op = node.op_type
+        if op == "Cast":
+            return ir.DataType(node.attributes.get_int("to", 0))
+        if op in ("Shape", "Size"):
+            return ir.DataType.INT64
+        if op == "Constant":
+            attr = node.attributes.get("value")
+            if attr is not None and attr.type == ir.AttributeType.TENSOR:
+                return attr.as_tensor().dtype
+            floats = ("value_float", "value_floats")
+            return ir.DataType.FLOAT if any(name in node.attributes for name in floats) else ir.DataType.INT64
+        index = value.index()
+        if op == "If":
+            branch = node.attributes.get("then_branch")
+            outputs = branch.as_graph().outputs if branch is not None else []
+            return outputs[index] if index is not None and index < len(outputs) else None
+        if op == "Loop":
+            body = node.attributes.get("body")
+            outputs = body.as_graph().outputs if body is not None else []
+            return outputs[index + 1] if index is not None and index + 1 < len(outputs) else None
+        if op == "Where":
+            return node.inputs[1] if len(node.inputs) > 1 else None
+        if op in _TYPE_KEEPING and (index == 0 or op == "Split") and node.inputs:
+            return node.inputs[0]
+        return None
+
+    def _graph_input(self, value: ir.Value) -> ir.Value | ir.DataType | None:
+        """A body input of a Loop (its initial value) or a function input (what every call passes)."""
+        graph = value.graph
+        if graph is None or not value.is_graph_input():
+            return None
+        owner = self._owner_of(graph)
+        if owner is None:
+            return None
+        position = list(graph.inputs).index(value)
+        kind, what = owner
+        if kind == "loop":
+            loop = what
+            return loop.inputs[position] if position >= 2 and position < len(loop.inputs) else None
+        found = {self.of(site.inputs[position]) if position < len(site.inputs) else None for site in what}
+        return found.pop() if len(found) == 1 else None
+
+    def _owner_of(self, graph: ir.Graph) -> tuple[str, object] | None:
+        if self._owners is None:
+            owners: dict[int, tuple[str, object]] = {}
+            calls: dict[ir.OperatorIdentifier, list[ir.Node]] = {}
+            for node in iter_nodes(self.model):
+                calls.setdefault(node.op_identifier(), []).append(node)
+                if node.op_type == "Loop" and node.domain in ("", "ai.onnx") and "body" in node.attributes:
+                    owners[id(node.attributes["body"].as_graph())] = ("loop", node)
+            for key, function in self.model.functions.items():
+                owners[id(function.graph)] = ("function", calls.get(key, []))
+            self._owners = owners
+        return self._owners.get(id(graph))

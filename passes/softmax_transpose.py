@@ -17,9 +17,15 @@ the rewrite ``y = Softmax(x, axis=p[a])`` is exact when:
    the saved Softmax is read with the old, flattening meaning;
 6. the three nodes lie in one scope (a Transpose of the main graph feeding a Softmax inside an
    If branch is left alone).
+
+Shape inference runs once per pass run, before any rewrite, so the output of each new Softmax
+is remembered as having the dims of its ``x`` for the candidates after it: a chain of
+sandwiches is rewritten in one run, and a second run changes nothing.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import onnx_ir as ir
 
@@ -27,6 +33,7 @@ from optimizer.passapi import (
     Change,
     NodePass,
     PassContext,
+    PassResult,
     Skip,
     model_opset,
     node_label,
@@ -45,6 +52,15 @@ class SoftmaxTranspose(NodePass):
     summary = "Fold Transpose -> Softmax/LogSoftmax -> Transpose into one Softmax over the original axis"
     addresses = ("Transpose", "Softmax", "LogSoftmax")
 
+    def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
+        """Walk the nodes, remembering that each new Softmax's output has the dims of its input."""
+        self._same_dims: dict[ir.Value, ir.Value] = {}
+        return super().run(model, ctx)
+
+    def dims_of(self, value: ir.Value, model: ir.Model, ctx: PassContext) -> list[int | None] | None:
+        """Dims of ``value``; for the output of a Softmax this run wrote, those of its input."""
+        return ctx.dims_of(getattr(self, "_same_dims", {}).get(value, value), model)
+
     def rewrite(self, node: ir.Node, model: ir.Model, ctx: PassContext) -> Change | Skip | None:
         """Rewrite the sandwich whose middle is ``node``, or say why not."""
         if node.op_type not in SOFTMAXES or node.domain not in ("", "ai.onnx"):
@@ -58,7 +74,7 @@ class SoftmaxTranspose(NodePass):
         if problem := ctx.scope_problem(model, first, node, last):
             return Skip(label, problem)
         x, t, s = first.inputs[0], first.outputs[0], node.outputs[0]
-        rank = _rank(first, x, model, ctx)
+        rank = _rank(first, lambda: self.dims_of(x, model, ctx))
         if rank is None:
             return Skip(label, "rank of the transposed tensor is unknown")
         p = _perm(first, rank)
@@ -78,22 +94,24 @@ class SoftmaxTranspose(NodePass):
         new_axis = p[axis]
         saved = min(opset, ctx.final_opset or opset)
         if saved < PER_AXIS_OPSET:
-            reason = _flattening_problem(ctx.dims_of(x, model), p, axis, new_axis, opset, saved)
+            reason = _flattening_problem(self.dims_of(x, model, ctx), p, axis, new_axis, opset, saved)
             if reason:
                 return Skip(label, reason)
         replacement = ir.node(node.op_type, [x], {"axis": new_axis}, name=node.name)
         replace_nodes([first, node, last], [replacement], last.outputs[0], replacement.outputs[0])
+        same = getattr(self, "_same_dims", {})
+        same[replacement.outputs[0]] = same.get(x, x)  # one step to a value inference knows
         return Change(
             f"{node.op_type}(axis={new_axis}) replaces Transpose -> {node.op_type}(axis={axis}) -> Transpose",
             (node_label(first), label, node_label(last)),
         )
 
 
-def _rank(first: ir.Node, x: ir.Value, model: ir.Model, ctx: PassContext) -> int | None:
+def _rank(first: ir.Node, dims_of_x: Callable[[], list[int | None] | None]) -> int | None:
     perm = first.attributes.get_ints("perm", None)
     if perm is not None:
         return len(perm)
-    dims = ctx.dims_of(x, model)
+    dims = dims_of_x()
     return None if dims is None else len(dims)
 
 

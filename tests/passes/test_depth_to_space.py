@@ -149,3 +149,82 @@ def test_needed_before_a_downgrade_only_when_there_is_a_depth_to_space(torch_mod
     assert DecomposeDepthToSpace().needed_for_downgrade(d2s, 9)
     assert not DecomposeDepthToSpace().needed_for_downgrade(d2s, 11)
     assert not DecomposeDepthToSpace().needed_for_downgrade(plain, 9)
+
+
+def typed_form(dtype, *, in_function=False):
+    """Cast -> the DCR Reshape / Transpose / Reshape -> Cast back, in the main graph or a function."""
+    n, c, h, w, b = 1, 8, 3, 3, 2
+    nodes = [
+        helper.make_node("Cast", ["x"], ["xc"], to=dtype, name="cast_in"),
+        helper.make_node("Reshape", ["xc", "s1"], ["r"], name="r1"),
+        helper.make_node("Transpose", ["r"], ["t"], perm=[0, 3, 4, 1, 5, 2], name="t"),
+        helper.make_node("Reshape", ["t", "s2"], ["yc"], name="r2"),
+        helper.make_node("Cast", ["yc"], ["y"], to=onnx.TensorProto.FLOAT, name="cast_out"),
+    ]
+    shapes = {"s1": [n, b, b, c // 4, h, w], "s2": [n, c // 4, h * b, w * b]}
+    out = [n, c // 4, h * b, w * b]
+    if not in_function:
+        inits = [(name, np.array(v, np.int64)) for name, v in shapes.items()]
+        return make_model(nodes, [("x", [n, c, h, w])], [("y", out)], initializers=inits)
+    constants = [
+        helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(v, np.int64), name))
+        for name, v in shapes.items()
+    ]
+    # The Cast is outside: the function's input has no type of its own, it comes from the call.
+    # (The value_info gives the call's argument the shape that function shape inference needs.)
+    body = [*constants, *nodes[1:4]]
+    function = helper.make_function("local", "shuffle", ["xc"], ["yc"], body, [helper.make_opsetid("", 13)])
+    main = [nodes[0], helper.make_node("shuffle", ["xc"], ["yc"], domain="local", name="call"), nodes[4]]
+    return make_model(
+        main,
+        [("x", [n, c, h, w])],
+        [("y", out)],
+        functions=[function],
+        extra_opsets=[helper.make_opsetid("local", 1)],
+        value_info=[helper.make_tensor_value_info("xc", dtype, [n, c, h, w])],
+    )
+
+
+@pytest.mark.parametrize("in_function", [False, True])
+def test_fuse_leaves_integer_tensors_alone(in_function):
+    """Regression (fuzz seed 17): an int64 pixel shuffle fused into a DepthToSpace that onnxruntime
+    cannot load ("Could not find an implementation for DepthToSpace(13)")."""
+    result = check_pass(FUSE, typed_form(onnx.TensorProto.INT64, in_function=in_function), expect_changes=0)
+    assert "element type is INT64" in result.record.skips[0]["reason"]
+
+
+@pytest.mark.parametrize("in_function", [False, True])
+def test_fuse_takes_double_tensors(in_function):
+    result = check_pass(FUSE, typed_form(onnx.TensorProto.DOUBLE, in_function=in_function), expect_changes=1)
+    graph = result.model.functions[("local", "shuffle", "")].graph if in_function else result.model.graph
+    assert "DepthToSpace" in op_types(graph)
+
+
+def chain_of_two(form):
+    """Relu -> two patterns in a row: the second reads a value the first rewrite creates."""
+    relu = helper.make_node("Relu", ["x"], ["x1"], name="relu")
+    if form == "d2s":
+        nodes = [
+            relu,
+            helper.make_node("DepthToSpace", ["x1"], ["a"], blocksize=2, mode="DCR", name="d1"),
+            helper.make_node("DepthToSpace", ["a"], ["y"], blocksize=2, mode="CRD", name="d2"),
+        ]
+        return make_model(nodes, [("x", [1, 16, 2, 2])], [("y", [1, 1, 8, 8])])
+    nodes, inits = [relu], []
+    for i, (src, dst, c, h) in enumerate([("x1", "a", 16, 2), ("a", "y", 4, 4)]):
+        nodes += [
+            helper.make_node("Reshape", [src, f"s1_{i}"], [f"r{i}"], name=f"r1_{i}"),
+            helper.make_node("Transpose", [f"r{i}"], [f"t{i}"], perm=[0, 3, 4, 1, 5, 2], name=f"t_{i}"),
+            helper.make_node("Reshape", [f"t{i}", f"s2_{i}"], [dst], name=f"r2_{i}"),
+        ]
+        inits += [(f"s1_{i}", np.array([1, 2, 2, c // 4, h, h], np.int64)),
+                  (f"s2_{i}", np.array([1, c // 4, h * 2, h * 2], np.int64))]
+    return make_model(nodes, [("x", [1, 16, 2, 2])], [("y", [1, 1, 8, 8])], initializers=inits)
+
+
+@pytest.mark.parametrize("name, form", [(DECOMPOSE, "d2s"), (FUSE, "6d")])
+def test_a_chain_is_rewritten_in_one_run(name, form):
+    """Regression (fuzz, fuse-depth-to-space seeds): shape inference ran before the first rewrite,
+    so the second pattern's input (the first one's new output) had no shape, was refused, and
+    a second run changed it: the pass was not idempotent."""
+    check_pass(name, chain_of_two(form), expect_changes=2)

@@ -184,3 +184,20 @@ def test_all_perm_pairs_of_rank_3_agree_with_onnxruntime():
             result = check_pass(PASS, sandwich([2, 3, 4], list(p), list(q), axis=axis, opset=13))
             fired += result.record.changes
     assert fired == 6 * 3  # exactly the pairs where q undoes p, for each axis
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_a_chain_below_opset_13_is_rewritten_in_one_run(op):
+    """Regression (fuzz seed 33, focus softmax-transpose): the second sandwich reads the new
+    Softmax of the first, whose shape the once-per-run inference did not know; it was refused
+    and a second run rewrote it (not idempotent)."""
+    nodes = [helper.make_node("Relu", ["x"], ["x1"], name="relu")]
+    for i, (src, dst) in enumerate([("x1", "a"), ("a", "y")]):
+        nodes += [
+            helper.make_node("Transpose", [src], [f"t{i}"], perm=[1, 0], name=f"ta{i}"),
+            helper.make_node(op, [f"t{i}"], [f"s{i}"], axis=1, name=f"s{i}"),
+            helper.make_node("Transpose", [f"s{i}"], [dst], perm=[1, 0], name=f"tb{i}"),
+        ]
+    model = make_model(nodes, [("x", [4, 1])], [("y", [4, 1])], opset=11)
+    result = check_pass(PASS, model, expect_changes=2)
+    assert op_types(result.model) == ["Relu", op, op]
