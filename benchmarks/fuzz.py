@@ -64,8 +64,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--opset-mode", choices=("both", "one"), default="both",
                         help="both: every configuration without and with an opset change; one: either, at random")
     parser.add_argument("--configs", default="", help="comma-separated configuration labels (default: all)")
-    parser.add_argument("--avoid-known-bugs", action="store_true",
-                        help="leave out the triggers of fuzz_graphs.KNOWN_BUGS (as the CI tests do)")
     parser.add_argument("--bad", type=Path, help="write every bad run as JSON lines to this file")
     parser.add_argument("--progress", type=int, default=100, help="print a line every N graphs (0: never)")
     parser.add_argument("--worker", nargs=2, type=int, metavar=("GRAPH", "RUN"), help=argparse.SUPPRESS)
@@ -83,7 +81,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def case_and_plan(args: argparse.Namespace, index: int):
     seed = args.seed + index
-    case = generate(seed, focus_of(index, args.focus), avoid_known_bugs=args.avoid_known_bugs)
+    case = generate(seed, focus_of(index, args.focus))
     pairs = plan(case, args.config_list, opset_mode=args.opset_mode, rng=np.random.default_rng([seed, 7]))
     return case, pairs
 
@@ -149,8 +147,7 @@ def run_workers(args: argparse.Namespace, tally: Tally, started: float) -> None:
             continue
         index, k = last["start"]
         pending.append(Run(last["seed"], last["focus"], last["config"], last["opset_from"], last["opset"], INTERNAL,
-                           f"the process died (exit status {code}: {_signal_name(code)})",
-                           avoid_known_bugs=args.avoid_known_bugs))
+                           f"the process died (exit status {code}: {_signal_name(code)})"))
         position = (index, k + 1)
 
 
@@ -171,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - started
 
     print(f"## Fuzz: seeds {args.seed + args.from_graph}..{args.seed + args.graphs - 1}, focus {args.focus}, "
-          f"opsets {args.opset_mode}{', known bugs avoided' if args.avoid_known_bugs else ''}\n")
+          f"opsets {args.opset_mode}\n")
     outcomes = tally.outcomes
     print(markdown_table(
         ["graphs", "runs", "ok", "refusals", "wrong outputs", "broken outputs", "internal errors", "invalid graphs",

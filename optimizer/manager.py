@@ -89,8 +89,10 @@ class PassManager:
     Each pass runs on a clone of the last good model: a pass that raises, or leaves a model
     the onnx checker rejects, is recorded as failed and the pipeline goes on without it.
     ``finalize`` is what happens to the model after the pipeline (the opset conversion down
-    to the saved opset): a pass whose result it cannot take fails too, so every kept rewrite
-    is legal at the opset the model is saved at.
+    to the saved opset): a pass whose result it cannot take, where it took the model the pass
+    started from, fails too, so every kept rewrite is legal at the opset the model is saved at.
+    While the model cannot be finalized yet (a pass later in the pipeline prepares it, as
+    ``decompose-depth-to-space`` does for opset 9), passes are not blamed for that.
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class PassManager:
         self.max_rounds = max_rounds if fixed_point else 1
         self.progress = progress or (lambda message: None)
         self.finalize = finalize
+        self._finalizable = True  # whether the current model survives ``finalize``
 
     def run(self, model: ir.Model) -> RunResult:
         """Run the pipeline, then remove dead nodes and sort the graph if anything changed.
@@ -127,6 +130,7 @@ class PassManager:
                 gc.enable()
 
     def _run(self, model: ir.Model) -> RunResult:
+        self._finalizable = self._finalizes(model)
         records = {name: PassRecord(name) for name in self.names}
         rounds = 0
         seen = {fingerprint(model): 0} if self.max_rounds > 1 else {}
@@ -174,7 +178,7 @@ class PassManager:
             if result.modified:
                 TopologicalSortPass()(result.model)
                 check_model(result.model)
-                if self.finalize is not None:
+                if self._finalizable and self.finalize is not None:
                     self.finalize(result.model.clone())
         except SkipPass as exc:
             record.seconds += time.perf_counter() - started
@@ -188,7 +192,19 @@ class PassManager:
         record.seconds += time.perf_counter() - started
         _merge(record, result)
         record.nodes_after = count_nodes(result.model)
+        if result.modified and not self._finalizable:
+            self._finalizable = self._finalizes(result.model)
         return result.model, result.modified
+
+    def _finalizes(self, model: ir.Model) -> bool:
+        """Whether ``finalize`` takes ``model`` (always, without one)."""
+        if self.finalize is None:
+            return True
+        try:
+            self.finalize(model.clone())
+        except Exception:  # whatever it raises, the model cannot be finalized yet
+            return False
+        return True
 
 
 def fingerprint(model: ir.Model) -> tuple:

@@ -34,8 +34,9 @@ def infer_value_shapes(model: ir.Model) -> dict[ir.Value, Dims]:
     with contextlib.suppress(Exception):  # best effort: unknown shapes just stay unknown
         proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
     shapes: dict[ir.Value, Dims] = {}
-    _collect(model.graph, proto.graph, shapes)
-    _infer_functions(model, shapes)
+    types: dict[ir.Value, int] = {}
+    _collect(model.graph, proto.graph, shapes, types)
+    _infer_functions(model, shapes, types)
     return shapes
 
 
@@ -49,23 +50,32 @@ def not_static(value: ir.Value) -> str | None:
     return None
 
 
-def _collect(graph: ir.Graph, proto: onnx.GraphProto, shapes: dict[ir.Value, Dims]) -> None:
-    """Record the inferred dims of ``graph``'s own values, then recurse into its subgraphs.
+def _collect(
+    graph: ir.Graph, proto: onnx.GraphProto, shapes: dict[ir.Value, Dims], types: dict[ir.Value, int]
+) -> None:
+    """Record the inferred dims (and element types) of ``graph``'s own values, then recurse into
+    its subgraphs.
 
     ``proto`` is the serialised form of ``graph`` (same node order), so nodes pair up by position.
     """
-    inferred = {info.name: dims for info in _infos(proto) if (dims := _dims(info)) is not None}
+    infos = {info.name: info for info in _infos(proto)}
     for value in _own_values(graph):
-        if value.name in inferred:
-            shapes[value] = inferred[value.name]
+        info = infos.get(value.name)
+        if info is None:
+            continue
+        dims = _dims(info)
+        if dims is not None:
+            shapes[value] = dims
+        if info.type.tensor_type.elem_type:
+            types[value] = info.type.tensor_type.elem_type
     for node, node_proto in zip(graph, proto.node, strict=False):
         attrs = {attr.name: attr for attr in node_proto.attribute}
         for name, attr in node.attributes.items():
             if attr.type == ir.AttributeType.GRAPH and name in attrs:
-                _collect(attr.as_graph(), attrs[name].g, shapes)
+                _collect(attr.as_graph(), attrs[name].g, shapes, types)
             elif attr.type == ir.AttributeType.GRAPHS and name in attrs:
                 for sub, sub_proto in zip(attr.as_graphs(), attrs[name].graphs, strict=False):
-                    _collect(sub, sub_proto, shapes)
+                    _collect(sub, sub_proto, shapes, types)
 
 
 def _own_values(graph: ir.Graph) -> Iterator[ir.Value]:
@@ -75,7 +85,7 @@ def _own_values(graph: ir.Graph) -> Iterator[ir.Value]:
         yield from node.outputs
 
 
-def _infer_functions(model: ir.Model, shapes: dict[ir.Value, Dims]) -> None:
+def _infer_functions(model: ir.Model, shapes: dict[ir.Value, Dims], types: dict[ir.Value, int]) -> None:
     """Infer each function body per call site (callers first) and keep what all sites agree on."""
     done: set[ir.OperatorIdentifier] = set()
     pending = dict(model.functions)
@@ -86,7 +96,7 @@ def _infer_functions(model: ir.Model, shapes: dict[ir.Value, Dims]) -> None:
         for key in ready:
             function = pending.pop(key)
             sites = [node for node in _all_nodes(model) if node.op_identifier() == key]
-            results = [_infer_call(model, function, site, shapes) for site in sites]
+            results = [_infer_call(model, function, site, shapes, types) for site in sites]
             _keep_agreed(function.graph, results, shapes)
             done.add(key)
 
@@ -108,7 +118,7 @@ def _all_nodes(model: ir.Model) -> Iterator[ir.Node]:
 
 
 def _infer_call(
-    model: ir.Model, function: ir.Function, site: ir.Node, shapes: dict[ir.Value, Dims]
+    model: ir.Model, function: ir.Function, site: ir.Node, shapes: dict[ir.Value, Dims], types: dict[ir.Value, int]
 ) -> dict[ir.Value, Dims] | None:
     """Dims of the function's values for one call site, or None when the call cannot be inferred."""
     if len(site.inputs) > len(function.inputs) or _uses_attribute_references(function):
@@ -117,9 +127,10 @@ def _infer_call(
     inputs = []
     for formal, actual in zip(function.inputs, site.inputs, strict=False):
         dims = _dims_of(actual, shapes)
-        if actual is None or actual.dtype is None or dims is None:
+        dtype = None if actual is None else (actual.dtype.value if actual.dtype is not None else types.get(actual))
+        if dtype is None or dims is None:
             return None
-        inputs.append(onnx.helper.make_tensor_value_info(formal.name, actual.dtype.value, list(dims)))
+        inputs.append(onnx.helper.make_tensor_value_info(formal.name, dtype, list(dims)))
     graph = onnx.helper.make_graph(list(body.node), "call", inputs, [onnx.ValueInfoProto(name=o) for o in body.output])
     opsets = [onnx.helper.make_opsetid(domain, version) for domain, version in function.opset_imports.items()]
     proto = onnx.helper.make_model(
@@ -133,7 +144,7 @@ def _infer_call(
     except Exception:
         return None
     found: dict[ir.Value, Dims] = {}
-    _collect(function.graph, proto.graph, found)
+    _collect(function.graph, proto.graph, found, types)
     return found
 
 

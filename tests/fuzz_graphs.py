@@ -71,7 +71,6 @@ class Case:
     bool_inputs: list[str]
     blocks: list[str]
     candidates: Counter
-    avoid_known_bugs: bool = False
 
     def feeds(self, seed: int = 0) -> dict[str, np.ndarray]:
         """Seeded random inputs: normal floats, fair booleans."""
@@ -97,13 +96,8 @@ def generate(
     opset: int | None = None,
     scope: str | None = None,
     p_legal: float | None = None,
-    avoid_known_bugs: bool = False,
 ) -> Case:
-    """The model of ``seed`` (and ``focus``: the same seed with another focus is another model).
-
-    ``avoid_known_bugs`` leaves out the triggers of the bugs in ``KNOWN_BUGS`` (another model
-    for the same seed): the CI tests use it, the fuzz benchmark does not.
-    """
+    """The model of ``seed`` (and ``focus``: the same seed with another focus is another model)."""
     salt = 0 if focus is None else FOCUSES.index(focus) + 1
     rng = np.random.default_rng([seed, salt])
     opset = int(opset if opset is not None else rng.choice(OPSETS))
@@ -111,7 +105,7 @@ def generate(
         scope = str(rng.choice(SCOPES, p=[0.55, 0.15, 0.15, 0.15]))
     if p_legal is None:
         p_legal = 0.85 if focus else 0.5
-    builder = _Builder(rng, opset, focus, p_legal, avoid_known_bugs)
+    builder = _Builder(rng, opset, focus, p_legal)
     builder.build(scope)
     model = make_model(
         builder.main_nodes,
@@ -134,7 +128,6 @@ def generate(
         builder.bool_inputs,
         builder.blocks,
         builder.candidates,
-        avoid_known_bugs,
     )
 
 
@@ -167,11 +160,9 @@ class _Builder:
     """Builds the nodes of every scope; ``self.scopes[-1]`` receives new nodes."""
 
     def __init__(
-        self, rng: np.random.Generator, opset: int, focus: str | None, p_legal: float, avoid: bool = False
+        self, rng: np.random.Generator, opset: int, focus: str | None, p_legal: float
     ) -> None:
-        self.rng, self.opset, self.focus, self.p_legal, self.avoid = rng, opset, focus, p_legal, avoid
-        self.defined: list[set[str]] = [set()]  # value names defined in each open scope
-        self.reshaped: set[str] = set()  # outputs of Reshape nodes
+        self.rng, self.opset, self.focus, self.p_legal = rng, opset, focus, p_legal
         self.count = 0
         self.scopes: list[list[onnx.NodeProto]] = [[]]
         self.initializers: list[tuple[str, np.ndarray]] = []
@@ -197,13 +188,11 @@ class _Builder:
     def in_main(self) -> bool:
         return len(self.scopes) == 1
 
-    def open_scope(self, *names: str) -> None:
-        """Start a subgraph or function body in which ``names`` (its inputs) are defined."""
+    def open_scope(self) -> None:
+        """Start a subgraph or function body."""
         self.scopes.append([])
-        self.defined.append(set(names))
 
     def close_scope(self) -> list[onnx.NodeProto]:
-        self.defined.pop()
         return self.scopes.pop()
 
     def chance(self, p: float) -> bool:
@@ -218,9 +207,6 @@ class _Builder:
 
     def node(self, op: str, inputs: list[str], n_out: int = 1, domain: str = "", **attrs) -> list[str]:
         outputs = [self.fresh(op.lower()) for _ in range(n_out)]
-        self.defined[-1].update(outputs)
-        if op == "Reshape" or (op == "Identity" and inputs[0] in self.reshaped):
-            self.reshaped.update(outputs)
         attrs = {k: v for k, v in attrs.items() if v is not None}
         self.scopes[-1].append(
             helper.make_node(op, inputs, outputs, name=self.fresh(f"{op}_"), domain=domain or None, **attrs)
@@ -275,9 +261,7 @@ class _Builder:
         if not dynamic:
             ways += ["literal", "literal"]
         same = [i for i in range(min(len(x.shape), len(target))) if x.shape[i] == target[i]]
-        # KNOWN_BUGS["simplify-reshape-zero"]: onnxsim merges Reshape -> Reshape keeping the 0.
-        zero_ok = not (self.avoid and x.name in self.reshaped)
-        if same and zero_ok and (not dynamic or target.index("N") in same):
+        if same and (not dynamic or target.index("N") in same):
             ways.append("zero")
         way = self.pick(ways)
         if way == "literal":
@@ -301,9 +285,7 @@ class _Builder:
         i = self.pick(sources)
         if not self.dynamic:
             self.candidates["simplify"] += 1
-        # KNOWN_BUGS["onnxsim-segfault"]: Shape(start, end) of an outer value in an If branch.
-        outer = len(self.scopes) > 1 and x.name not in self.defined[-1]
-        if self.opset >= 15 and not (self.avoid and outer) and self.chance(0.3):
+        if self.opset >= 15 and self.chance(0.3):
             [first] = self.node("Shape", [x.name], start=i, end=i + 1)
         else:
             [shape] = self.node("Shape", [x.name])
@@ -608,7 +590,7 @@ class _Builder:
     def in_loop(self, x: V) -> V:
         self.blocks.append("Loop{")
         i, cond_in, carried = self.fresh("i"), self.fresh("cond_in"), V(self.fresh("carried"), list(x.shape))
-        self.open_scope(i, cond_in, carried.name)
+        self.open_scope()
         y = self.reshape(self.chain(carried), x.shape)
         if y.name == carried.name:
             [name] = self.node("Identity", [y.name])
@@ -632,7 +614,7 @@ class _Builder:
     def in_function(self, x: V) -> V:
         self.blocks.append("function{")
         source = V(self.fresh("fx"), list(x.shape))
-        self.open_scope(source.name)
+        self.open_scope()
         y = self.chain(source)
         if y.name == source.name:
             [name] = self.node("Identity", [y.name])
@@ -671,32 +653,6 @@ class _Builder:
                 [name] = self.node("Identity", [x.name])
                 y = V(name, y.shape)
             self.add_output(y)
-
-
-# ----- the known bugs of code these tests do not own ------------------------------------------------
-
-KNOWN_BUGS = {
-    "simplify-reshape-zero": (
-        "passes/simplify.py keeps onnxsim 0.4.36's merge of Reshape -> Reshape whose second shape has a 0: "
-        "the 0 then copies a dim of the first Reshape's input, and the model fails at run time "
-        "(reshape_helper.h:91) or changes shape"
-    ),
-    "onnxsim-segfault": (
-        "onnxsim 0.4.36 (passes/simplify.py calls it in-process) dies with SIGSEGV on an If branch holding "
-        "Shape(start, end) of an outer value -> Concat -> Reshape -> Reshape: the whole onnx-opt process dies"
-    ),
-    "function-shapes-from-intermediates": (
-        "optimizer/shape_inference.py infers a function body only when every call passes values with a "
-        "declared type, so a function called on an intermediate (Relu(x)) gets no shapes and its patterns "
-        "are refused (a missed rewrite, not a wrong output; not avoided by the generator)"
-    ),
-    "downgrade-pass-last": (
-        "optimizer/optimize.py appends the passes a downgrade needs (decompose-depth-to-space for a CRD "
-        "DepthToSpace going below opset 11) after the pipeline, and the manager checks every pass's result "
-        "against that downgrade, so each pass that changes something before them is failed and dropped "
-        "(a missed rewrite, counted as 'dropped'; --strict exits 1)"
-    ),
-}
 
 
 # ----- the differential check -------------------------------------------------------------------
@@ -738,7 +694,6 @@ class Run:
     max_diff: float = 0.0
     changed: tuple[str, ...] = ()
     dropped: tuple[str, ...] = ()  # passes the manager dropped because the converter refused their result
-    avoid_known_bugs: bool = False
 
     def command(self) -> str:
         """Python that reproduces this run."""
@@ -746,10 +701,9 @@ class Run:
         if config is None:
             return f"generate({self.seed}{', ' + repr(self.focus) if self.focus else ''})"
         focus = f", focus={self.focus!r}" if self.focus else ""
-        avoid = ", avoid_known_bugs=True" if self.avoid_known_bugs else ""
         return (
             f"reproduce({self.seed}{focus}, passes={list(config.passes) if config.passes else None}, "
-            f"target={config.target!r}, opset={self.opset_to}{avoid})"
+            f"target={config.target!r}, opset={self.opset_to})"
         )
 
 
@@ -837,7 +791,7 @@ def _run_one(case, config, opset, source, workdir, feeds, reference) -> Run:
     from optimizer.optimize import OptimizeOptions, optimize
     from optimizer.verify import run_onnxruntime
 
-    run = Run(case.seed, case.focus, config.label, case.opset, opset, OK, avoid_known_bugs=case.avoid_known_bugs)
+    run = Run(case.seed, case.focus, config.label, case.opset, opset, OK)
     output = workdir / f"out{case.seed}.onnx"
     output.unlink(missing_ok=True)
     options = OptimizeOptions(
@@ -931,7 +885,7 @@ class Tally:
 
 
 def reproduce(seed: int, focus: str | None = None, *, passes=None, target="onnxruntime", opset=None,
-              avoid_known_bugs: bool = False, workdir: Path | None = None) -> Run:
+              workdir: Path | None = None) -> Run:
     """Re-run one configuration on one generated case (the line :meth:`Run.command` prints)."""
     import tempfile
 
@@ -939,4 +893,4 @@ def reproduce(seed: int, focus: str | None = None, *, passes=None, target="onnxr
     config = next((c for c in CONFIGS if c.passes == passes and c.target == target), None)
     config = config or Config(f"passes {passes} on {target}", passes, target)
     folder = workdir or Path(tempfile.mkdtemp(prefix="onnx-opt-fuzz-"))
-    return check_case(generate(seed, focus, avoid_known_bugs=avoid_known_bugs), folder, [(config, opset)])[0]
+    return check_case(generate(seed, focus), folder, [(config, opset)])[0]

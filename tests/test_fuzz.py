@@ -9,9 +9,7 @@
     ``benchmarks/fuzz.py`` runs the full product on thousands of graphs.
 (b) Properties per pass: on graphs holding its pattern the pass fires in a high share of
     examples (the share is reported), keeps the numbers and is idempotent (``check_pass``).
-(c) Known bugs in code these tests do not own (``fuzz_graphs.KNOWN_BUGS``): the generator leaves
-    their triggers out here (``avoid_known_bugs``), and each has a strict xfail reproducer below,
-    which starts failing once the bug is fixed: then drop its avoidance in tests/fuzz_graphs.py.
+(c) Regressions: the faults the fuzzing found outside the passes, each reduced to a small model.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
-from fuzz_graphs import CONFIGS, FOCUSES, KNOWN_BUGS, OK, REFUSED, Tally, check_case, generate, opset_choices
+from fuzz_graphs import CONFIGS, FOCUSES, OK, REFUSED, Tally, check_case, generate, opset_choices
 from helpers import make_model
 from onnx import TensorProto, helper
 
@@ -78,7 +76,7 @@ def test_differential_fuzz(focus, first, count, tmp_path, record_property):
     tally = Tally()
     for index in range(count):
         seed = first + index
-        case = generate(seed, focus, avoid_known_bugs=True)
+        case = generate(seed, focus)
         rng = np.random.default_rng([seed, 7])
         pairs = [(config, int(rng.choice(opset_choices(config.target, case.opset))) if change else None)
                  for config, change in _configs_for(index)]
@@ -96,10 +94,10 @@ def test_generated_graphs_hold_the_pattern_and_run(focus, record_property):
     """Valid (strict onnx inference, onnxruntime runs them), deterministic, and most hold a candidate."""
     count, holding = 30, 0
     for seed in range(count):
-        case = generate(seed, focus, avoid_known_bugs=True)
+        case = generate(seed, focus)
         onnx.shape_inference.infer_shapes(case.model, check_type=True, strict_mode=True)
         run_onnxruntime(ir.serde.deserialize_model(case.model), case.feeds())
-        again = generate(seed, focus, avoid_known_bugs=True)
+        again = generate(seed, focus)
         assert again.model.SerializeToString() == case.model.SerializeToString()
         holding += case.candidates[focus] > 0
     share = holding / count
@@ -111,7 +109,7 @@ def test_generated_graphs_hold_the_pattern_and_run(focus, record_property):
 def test_pass_fires_keeps_numbers_and_is_idempotent(name, record_property):
     count, fired, changes = PROPERTY_EXAMPLES[name], 0, 0
     for seed in range(count):
-        case = generate(seed, name, avoid_known_bugs=True)
+        case = generate(seed, name)
         try:
             result = check_pass(name, case.model, verify_shapes=case.input_shapes)
         except AssertionError as exc:
@@ -128,7 +126,7 @@ def test_transpose_whitelist_finds_the_true_shapes_and_changes_nothing(record_pr
     their inputs as outputs); the model is byte-identical afterwards."""
     count, found, checked = 24, 0, 0
     for seed in range(count):
-        case = generate(seed, "transpose-whitelist", avoid_known_bugs=True)
+        case = generate(seed, "transpose-whitelist")
         result = check_pass("transpose-whitelist", case.model, target="ascend310p", verify_shapes=case.input_shapes)
         assert result.record.changes == 0
         before = ir.serde.serialize_model(ir.serde.deserialize_model(case.model)).SerializeToString()
@@ -168,8 +166,9 @@ def _ints(name, values):
     return helper.make_node("Constant", [], [name], value=tensor)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["simplify-reshape-zero"])
-def test_known_bug_simplify_merges_reshapes_whose_second_shape_has_a_zero(tmp_path):
+def test_simplify_keeps_reshapes_whose_second_shape_has_a_zero(tmp_path):
+    """onnxsim's own optimizer merged these two Reshapes keeping the 0, which then copied a dim of
+    the wrong tensor; simplify runs onnxsim for constant folding only."""
     nodes = [
         helper.make_node("Reshape", ["x", "s1"], ["a"], name="first"),
         helper.make_node("Reshape", ["a", "s2"], ["y"], name="second"),  # its 0 copies dim 3 of a: 2
@@ -181,8 +180,8 @@ def test_known_bug_simplify_merges_reshapes_whose_second_shape_has_a_zero(tmp_pa
     np.testing.assert_array_equal(run_onnxruntime(output, feeds)["y"], run_onnxruntime(source, feeds)["y"])
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["onnxsim-segfault"])
-def test_known_bug_simplify_kills_the_process_on_a_shape_slice_in_an_if_branch(tmp_path):
+def test_simplify_survives_a_shape_slice_of_an_outer_value_in_an_if_branch(tmp_path):
+    """onnxsim's optimizer (eliminate_shape_op) died with SIGSEGV here, killing onnx-opt."""
     branch = [
         helper.make_node("Shape", ["x"], ["s"], start=0, end=1),  # x is the main graph's
         _ints("c", [18, 8, 1]),
@@ -217,8 +216,8 @@ def test_known_bug_simplify_kills_the_process_on_a_shape_slice_in_an_if_branch(t
     assert done.returncode == 0, f"exit status {done.returncode}: {done.stderr[-300:]}"
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["function-shapes-from-intermediates"])
-def test_known_bug_no_shapes_in_a_function_called_on_an_intermediate_value():
+def test_a_function_called_on_an_intermediate_value_gets_shapes():
+    """The call's argument has no declared type: its type comes from shape inference."""
     function = helper.make_function(
         "local",
         "shuffle",
@@ -241,8 +240,9 @@ def test_known_bug_no_shapes_in_a_function_called_on_an_intermediate_value():
     check_pass("decompose-depth-to-space", model, expect_changes=1)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["downgrade-pass-last"])
-def test_known_bug_a_pass_before_the_added_decomposition_is_dropped(tmp_path):
+def test_a_pass_before_the_added_decomposition_is_kept(tmp_path):
+    """--opset 9 appends decompose-depth-to-space; the passes before it must not be blamed for the
+    CRD DepthToSpace that only it removes."""
     from optimizer.optimize import OptimizeOptions, optimize
 
     nodes = [

@@ -94,7 +94,7 @@ def run_onnxsim(model: ir.Model) -> ir.Model:
     del copy
     proto.ir_version = min(proto.ir_version, ONNXSIM_IR_VERSION)
     try:
-        simplified, _ = onnxsim.simplify(proto)
+        simplified, _ = onnxsim.simplify(proto, perform_optimization=False)
     except Exception as exc:  # onnxsim raises anything from C++ and onnxruntime
         raise SimplifierError(one_line(exc)) from None
     del proto
