@@ -1,5 +1,6 @@
 """Join hotspots with passes: for each hot op type, the passes whose ``addresses`` name it and,
-given the model, which of them would change it (a dry run of each)."""
+given the model, which of them would change a node of that op type (a dry run of each; a pass
+that changes only other nodes does not count, see :mod:`optimizer.loop.candidates`)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def suggest_passes(
     from profiles.hotspots import hotspots
 
     passes = all_passes()
-    records = _dry_run(model_path, target, input_shapes or {}) if model_path is not None else None
+    touched = _dry_run(model_path, target, input_shapes or {}) if model_path is not None else None
     suggestions = []
     for hot in hotspots(profile, top).op_types:
         aimed = (
@@ -42,42 +43,44 @@ def suggest_passes(
             if (hot.onnx_op_type)
             else []
         )
-        suggestions.append(
-            Suggestion(
-                op_type=hot.op_type,
-                onnx_op_type=hot.onnx_op_type,
-                category=hot.category,
-                share=hot.share,
-                total_us=hot.total_us,
-                passes=aimed,
-                matching=None if records is None else [name for name in aimed if _would_change(records[name])],
-                refusals={}
-                if records is None
-                else {
-                    name: records[name].reason or records[name].skips[0]["reason"]
-                    for name in aimed
-                    if not _would_change(records[name]) and (records[name].reason or records[name].skips)
-                },
-            )
+        suggestion = Suggestion(
+            op_type=hot.op_type,
+            onnx_op_type=hot.onnx_op_type,
+            category=hot.category,
+            share=hot.share,
+            total_us=hot.total_us,
+            passes=aimed,
         )
+        if touched is not None:
+            suggestion.matching = [name for name in aimed if hot.onnx_op_type in touched[name][1]]
+            for name in aimed:
+                if name not in suggestion.matching and (why := _refusal(touched[name], hot.onnx_op_type)):
+                    suggestion.refusals[name] = why
+        suggestions.append(suggestion)
     return suggestions
 
 
-def _would_change(record) -> bool:
-    """Whether a pass changed the model (or, for an analysis, found something)."""
-    return bool(record.changes or (record.findings and record.matches))
+def _refusal(touched: tuple, onnx_op_type: str) -> str | None:
+    """Why a pass leaves the op type alone: its refusal, or that it changes only other op types."""
+    record, op_types = touched
+    if record.reason or record.skips:
+        return record.reason or record.skips[0]["reason"]
+    if op_types:
+        return f"changes no {onnx_op_type} node (only {', '.join(sorted(op_types))})"
+    return None
 
 
-def _dry_run(model_path: Path, target: str, input_shapes: dict[str, list[int]]) -> dict:
-    """The record of every registered pass run alone on the model."""
-    from optimizer.manager import PassManager
+def _dry_run(model_path: Path, target: str, input_shapes: dict[str, list[int]]) -> dict[str, tuple]:
+    """Every registered pass run alone on the model: (its record, the op types of the nodes it touches)."""
+    from optimizer.loop.candidates import dry_run, touched_nodes
     from optimizer.modelio import load_model
-    from optimizer.passapi import PassContext
-    from optimizer.registry import all_passes
+    from optimizer.passapi import iter_nodes
     from optimizer.shapes import fix_input_shapes
-    from optimizer.targets import load_target
 
     model = load_model(model_path)
     fix_input_shapes(model, input_shapes)
-    ctx = PassContext(load_target(target))
-    return {name: PassManager([name], ctx).run(model.clone()).records[0] for name in all_passes()}
+    op_type_of = {node.name: node.op_type for node in iter_nodes(model) if node.name}
+    return {
+        name: (record, {op_type_of[node] for node in touched_nodes(record) if node in op_type_of})
+        for name, record in dry_run(model, target).items()
+    }

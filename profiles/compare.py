@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 from .errors import ProfileError
 from .model import Profile
+from .statistics import MIN_GAIN, RatioEstimate, describe, estimate
 
 UNKNOWN_TYPE = "N/A"
 
@@ -24,19 +24,33 @@ class Row:
     share_after: float
 
 
+NO_SAMPLES = "no samples: no verdict"
+
+
 @dataclass
 class LatencyChange:
-    """Change of the median (else mean) latency; noise = sqrt(spread_before^2 + spread_after^2).
+    """Change of the median (else mean) latency, after against before.
 
-    `significant` says whether |delta| exceeds the noise; None when a side has no spread.
+    With latency samples on both sides: ``ratio`` = median after / median before, its seeded
+    bootstrap 95 % interval ``ci``, and ``verdict`` ``faster`` / ``slower`` / ``same`` against
+    ``min_gain`` (:mod:`profiles.statistics`); ``decided`` is False when the interval crosses an
+    edge of the band (more samples would tell). Without samples on a side there is no verdict
+    (None) and ``reason`` says so; ``ratio`` is then the plain ratio of the two summaries.
     """
 
     statistic: str
     before_ms: float
     after_ms: float
     delta_ms: float
-    noise_ms: float | None
-    significant: bool | None
+    ratio: float | None
+    ci: list[float] | None
+    verdict: str | None
+    decided: bool | None
+    reason: str
+    min_gain: float
+    before_samples_ms: list[float] = field(default_factory=list)
+    after_samples_ms: list[float] = field(default_factory=list)
+    estimate: RatioEstimate | None = None
 
 
 @dataclass
@@ -66,10 +80,15 @@ class Comparison:
         return d
 
 
-def compare_profiles(before: Profile, after: Profile, by: str = "op-type", top: int | None = None) -> Comparison:
+def compare_profiles(
+    before: Profile, after: Profile, by: str = "op-type", top: int | None = None, *,
+    min_gain: float = MIN_GAIN, seed: int = 0,
+) -> Comparison:
     """Compare two profiles `by` "op-type" or "node"; `top` keeps the N largest rows.
 
-    Keys are compared literally: TransposeD and Transpose are different op types.
+    Keys are compared literally: TransposeD and Transpose are different op types. The latency
+    verdict needs a change beyond `min_gain` (0.02 = 2 %) with 95 % confidence (`seed` seeds the
+    bootstrap).
     """
     if by not in ("op-type", "node"):
         raise ValueError(f"by must be 'op-type' or 'node', not {by!r}")
@@ -97,7 +116,7 @@ def compare_profiles(before: Profile, after: Profile, by: str = "op-type", top: 
         disappeared=sorted(times_b.keys() - times_a.keys()),
         total_before_us=total_b,
         total_after_us=total_a,
-        latency=_latency_change(before, after),
+        latency=_latency_change(before, after, min_gain, seed),
         warnings=_warnings(before, after),
     )
 
@@ -110,26 +129,30 @@ def _times(profile: Profile, by: str) -> dict[str, float]:
     return {k: float(v) for k, v in profile.time_by_node().items()}
 
 
-def _latency_change(before: Profile, after: Profile) -> LatencyChange | None:
+def _latency_change(before: Profile, after: Profile, min_gain: float, seed: int) -> LatencyChange | None:
     lb, la = before.latency, after.latency
     if lb is None or la is None:
         return None
+    if lb.samples_ms and la.samples_ms:
+        e = estimate(lb.samples_ms, la.samples_ms, min_gain=min_gain, seed=seed)
+        return LatencyChange(
+            statistic="median", before_ms=e.a_median, after_ms=e.b_median, delta_ms=e.b_median - e.a_median,
+            ratio=e.ratio, ci=[e.lo, e.hi], verdict=e.verdict, decided=e.decided,
+            reason=describe(e, "before", "after"), min_gain=min_gain,
+            before_samples_ms=list(lb.samples_ms), after_samples_ms=list(la.samples_ms), estimate=e,
+        )
     for statistic in ("median_ms", "mean_ms"):
         b, a = getattr(lb, statistic), getattr(la, statistic)
         if b is not None and a is not None:
             break
     else:
         return None
-    noise = None
-    if lb.spread_ms is not None and la.spread_ms is not None:
-        noise = math.hypot(lb.spread_ms, la.spread_ms)
+    missing = [side for side, lat in (("before", lb), ("after", la)) if not lat.samples_ms]
+    only = "has only a summary" if len(missing) == 1 else "have only summaries"
     return LatencyChange(
-        statistic=statistic.removesuffix("_ms"),
-        before_ms=float(b),
-        after_ms=float(a),
-        delta_ms=float(a - b),
-        noise_ms=noise,
-        significant=None if noise is None else abs(a - b) > noise,
+        statistic=statistic.removesuffix("_ms"), before_ms=float(b), after_ms=float(a), delta_ms=float(a - b),
+        ratio=float(a) / float(b) if b else None, ci=None, verdict=None, decided=None,
+        reason=f"{NO_SAMPLES} ({' and '.join(missing)} {only})", min_gain=min_gain,
     )
 
 

@@ -1,4 +1,5 @@
-"""A self-contained HTML page for a Comparison: the table and a before/after bar chart."""
+"""A self-contained HTML page for a Comparison: the latency verdict in words, both latency
+distributions (box plot), the before/after time bars and the table."""
 
 from __future__ import annotations
 
@@ -10,17 +11,17 @@ from pathlib import Path
 from .atomic import write_text_atomic
 from .compare import Comparison
 
-NO_CHART = "the bar chart needs the `reports` extra: pip install 'onnx-opt[reports]'"
+NO_CHART = "the charts need the `reports` extra: pip install 'onnx-opt[reports]'"
 CHART_ROWS = 30
 STYLE = (
     "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
     "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child{text-align:left}"
-    ".warn{color:#a40}"
+    ".warn{color:#a40}.faster{color:#070}.slower{color:#a00}"
 )
 
 
 def write_html(comparison: Comparison, path: str | Path) -> Path:
-    """Write the comparison as one HTML file (chart embedded as a base64 PNG); returns the path."""
+    """Write the comparison as one HTML file (charts embedded as base64 PNGs); returns the path."""
     c = comparison
     parts = [
         "<!DOCTYPE html>",
@@ -35,16 +36,20 @@ def write_html(comparison: Comparison, path: str | Path) -> Path:
     ]
     if c.latency:
         lat = c.latency
-        noise = "unknown" if lat.noise_ms is None else f"{lat.noise_ms:.3f} ms"
+        ci = "" if lat.ci is None else f", 95% CI {lat.ci[0]:.3f}-{lat.ci[1]:.3f}"
         parts.append(
             f"<p>latency ({escape(lat.statistic)}): {lat.before_ms:.3f} ms &rarr; {lat.after_ms:.3f} ms "
-            f"({lat.delta_ms:+.3f} ms, noise {noise})</p>"
+            f"({lat.delta_ms:+.3f} ms{ci})</p>"
         )
-    png = _bar_chart_png(c)
-    if png is None:
+        parts.append(f"<p class='{escape(lat.verdict or 'none')}'><b>{escape(lat.reason)}</b></p>")
+    samples = c.latency is not None and c.latency.before_samples_ms and c.latency.after_samples_ms
+    charts = [("latency distributions", _box_plot_png(c))] if samples else []
+    charts.append(("before vs after", _bar_chart_png(c)))
+    if any(png is None for _, png in charts):
         parts.append(f"<p>{escape(NO_CHART)}</p>")
     else:
-        parts.append(f"<img alt='before vs after' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+        parts += [f"<img alt='{alt}' src='data:image/png;base64,{base64.b64encode(png).decode()}'><br>"
+                  for alt, png in charts]
     parts += [_table(c), "</body></html>", ""]
     return write_text_atomic(Path(path), "\n".join(parts))
 
@@ -61,24 +66,54 @@ def _table(c: Comparison) -> str:
     return "<table><tr>" + head + "</tr>\n" + "\n".join(body) + "</table>"
 
 
-def _bar_chart_png(c: Comparison) -> bytes | None:
-    """Horizontal bars, before vs after, for the largest rows; None without matplotlib."""
+def _figure(width: float, height: float):
+    """A Figure on the Agg backend (this figure only, no global switch); None without matplotlib."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         return None
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig) -> bytes:
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _box_plot_png(c: Comparison) -> bytes | None:
+    """Box plots of the before and after latency samples (every sample drawn over its box)."""
+    fig = _figure(5, 4)
+    if fig is None or c.latency is None:
+        return None
+    lat = c.latency
+    ax = fig.add_subplot()
+    data = [lat.before_samples_ms, lat.after_samples_ms]
+    ax.boxplot(data, widths=0.5)
+    for i, samples in enumerate(data, 1):
+        ax.plot([i] * len(samples), samples, "_", alpha=0.5)
+    ax.set_xticks([1, 2], [f"before ({len(data[0])} runs)", f"after ({len(data[1])} runs)"])
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"latency, {lat.verdict}: ratio {lat.ratio:.3f}", fontsize=9)
+    return _png(fig)
+
+
+def _bar_chart_png(c: Comparison) -> bytes | None:
+    """Horizontal bars, before vs after, for the largest rows; None without matplotlib."""
     rows = c.rows[:CHART_ROWS][::-1]
-    fig = Figure(figsize=(9, 1 + 0.35 * max(len(rows), 1)))
-    FigureCanvasAgg(fig)  # the Agg backend for this figure only, no global backend switch
+    fig = _figure(9, 1 + 0.35 * max(len(rows), 1))
+    if fig is None:
+        return None
     ax = fig.add_subplot()
     y = range(len(rows))
     ax.barh([i + 0.2 for i in y], [r.before_us for r in rows], height=0.4, label="before")
     ax.barh([i - 0.2 for i in y], [r.after_us for r in rows], height=0.4, label="after")
     ax.set_yticks(list(y), [r.key for r in rows])
     ax.set_xlabel("time (us)")
+    ax.set_title(f"time per {'op type' if c.by == 'op-type' else 'node'}", fontsize=9)
     ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return _png(fig)

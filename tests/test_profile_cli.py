@@ -47,10 +47,12 @@ def test_compare_shows_the_transpose_time_fall(cli, srnet_profiles, tmp_path):
     assert rows["Transpose"]["after_us"] == 0 and rows["Transpose"]["before_us"] > 0
     assert rows["DepthToSpace"]["before_us"] == 0 and rows["DepthToSpace"]["after_us"] > 0
     assert "Transpose" in data["disappeared"] and "DepthToSpace" in data["appeared"]
-    assert data["latency"]["before_ms"] > 0 and data["latency"]["noise_ms"] is not None
-    assert "Transpose" in out and "gone after" in out and "latency (median)" in out
+    latency = data["latency"]
+    assert latency["before_ms"] > 0 and latency["verdict"] in ("faster", "slower", "same")
+    assert latency["ci"][0] <= latency["ratio"] <= latency["ci"][1] and len(latency["after_samples_ms"]) == 8
+    assert "Transpose" in out and "gone after" in out and "latency (median)" in out and "95% CI" in out
     html = (tmp_path / "c.html").read_text()
-    assert "<table" in html and "Transpose" in html
+    assert "<table" in html and "Transpose" in html and "alt='latency distributions'" in html
     assert "warning: different models" not in err
 
 
@@ -114,6 +116,32 @@ def test_hotspots_of_the_rdn_guide_maps_transposed_to_transpose(cli, tmp_path):
     assert "layout conversions (TransData)" in out
 
 
+def test_hotspots_with_a_model_infers_the_target_and_credits_only_touched_op_types(cli, examples, tmp_path):
+    code, out, err = cli(
+        "hotspots",
+        DATA / "rdn_before_op_statistic_0_1.csv",
+        "--model",
+        examples / "srnet_opset9.onnx",
+        "--json",
+        tmp_path / "h.json",
+    )
+    assert code == 0, err
+    assert "target ascend310: inferred from the profile: core type 'AI Core'" in out
+    data = json.loads((tmp_path / "h.json").read_text())
+    assert data["target"]["name"] == "ascend310"
+    by_type = {t["op_type"]: t for t in data["op_types"]}
+    assert by_type["TransposeD"]["matching"] == ["transpose-whitelist"]
+    assert by_type["ConcatD"]["matching"] == []  # simplify changes only Constants
+    assert by_type["ConcatD"]["refusals"]["simplify"] == "changes no Concat node (only Constant)"
+
+
+def test_hotspots_with_a_model_asks_for_the_target_when_the_profile_cannot_tell(cli, examples, tmp_path):
+    profile = tmp_path / "op_statistic_0_1.csv"
+    profile.write_text((DATA / "rdn_before_op_statistic_0_1.csv").read_text().replace("AI Core", "AI_CORE"))
+    code, out, err = cli("hotspots", profile, "--model", examples / "srnet_opset9.onnx")
+    assert code == 2 and "give --target" in err
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -130,3 +158,18 @@ def test_bad_input_is_one_line_and_exit_2(cli, tmp_path, examples, args, message
     code, out, err = cli(*[a.format(tmp=tmp_path, examples=examples) for a in args])
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err
     assert digest(tmp_path / "junk.csv") == before and not (tmp_path / "out").exists()
+
+
+def test_compare_latency_samples_with_min_gain(cli, tmp_path):
+    from profiles import Latency, write_latency_json
+
+    before = [10.0 + 0.01 * (i % 5) for i in range(30)]
+    after = [9.7 + 0.01 * (i % 5) for i in range(30)]
+    write_latency_json(Latency.from_samples(before), tmp_path / "before.json")
+    write_latency_json(Latency.from_samples(after), tmp_path / "after.json")
+    code, out, err = cli("compare", tmp_path / "before.json", tmp_path / "after.json", "--json", tmp_path / "c.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "c.json").read_text())["latency"]["verdict"] == "faster"
+    assert "after is faster than before: ratio 0.970" in out and "beyond the 2% threshold" in out
+    code, out, err = cli("compare", tmp_path / "before.json", tmp_path / "after.json", "--min-gain", "5")
+    assert code == 0 and ": same" in out and "within ±5%" in out, err

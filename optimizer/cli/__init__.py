@@ -7,6 +7,7 @@ import sys
 import click
 
 from optimizer import __version__
+from optimizer.cli.bench_cmd import bench_command
 from optimizer.cli.compare_cmd import compare_command
 from optimizer.cli.console import verbosity_options
 from optimizer.cli.convert_cmd import convert_command
@@ -14,6 +15,7 @@ from optimizer.cli.doctor_cmd import doctor_command
 from optimizer.cli.hotspots_cmd import hotspots_command
 from optimizer.cli.optimize_cmd import optimize_command
 from optimizer.cli.passes_cmd import passes_command
+from optimizer.cli.plan_cmd import plan_command
 from optimizer.cli.profile_cmd import profile_command
 from optimizer.cli.tune_cmd import tune_command
 from optimizer.cli.whitelist_cmd import whitelist_command
@@ -36,6 +38,8 @@ cli.add_command(tune_command)
 cli.add_command(profile_command)
 cli.add_command(compare_command)
 cli.add_command(hotspots_command)
+cli.add_command(plan_command)
+cli.add_command(bench_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,5 @@
-"""``onnx-opt compare``: time per op type (or node) before and after, with the latency change."""
+"""``onnx-opt compare``: time per op type (or node) before and after, with the latency change and its
+verdict (ratio of medians, bootstrap interval, against a minimum gain)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from optimizer.cli.console import check_folders, note, settings, stdout_console,
     help="Group time by op type or by node name.",
 )
 @click.option("--top", type=click.IntRange(1), help="Show only the N largest rows.")
+@click.option("--min-gain", type=click.FloatRange(0, 100, max_open=True), default=2.0, show_default=True,
+              metavar="PCT", help="Percent a latency change must exceed, with 95% confidence, to count.")
 @click.option(
     "--json",
     "json_path",
@@ -33,10 +36,11 @@ from optimizer.cli.console import check_folders, note, settings, stdout_console,
     "html_path",
     type=click.Path(path_type=Path, dir_okay=False),
     metavar="FILE",
-    help="Write an HTML report with a bar chart (needs the 'reports' extra for the chart).",
+    help="Write an HTML report: latency distributions, time bars, verdict (charts need the 'reports' extra).",
 )
 def compare_command(
-    before: Path, after: Path, by: str, top: int | None, json_path: Path | None, html_path: Path | None
+    before: Path, after: Path, by: str, top: int | None, min_gain: float, json_path: Path | None,
+    html_path: Path | None,
 ) -> int:
     """Compare two profiles (msprof folders or CSVs, ais_bench / benchmark results, onnxruntime profiles)."""
     from profiles.compare import compare_profiles
@@ -44,7 +48,7 @@ def compare_command(
     from profiles.read import read_profile
 
     check_folders(json_path, html_path)
-    comparison = compare_profiles(read_profile(before), read_profile(after), by=by, top=top)
+    comparison = compare_profiles(read_profile(before), read_profile(after), by=by, top=top, min_gain=min_gain / 100)
     for warning in comparison.warnings:
         note(f"warning: {warning}")
     if json_path is not None:
@@ -88,13 +92,9 @@ def print_comparison(comparison) -> None:
         console.print(f"new after: {', '.join(comparison.appeared)}")
     latency = comparison.latency
     if latency is not None:
-        noise = f", noise ±{latency.noise_ms:.3f} ms" if latency.noise_ms is not None else ""
-        verdict = (
-            ""
-            if latency.significant is None
-            else (" (larger than the noise)" if latency.significant else " (within the noise)")
-        )
+        ratio = f", x{latency.ratio:.3f}" if latency.ratio is not None else ""
         console.print(
             f"latency ({latency.statistic}): {latency.before_ms:.3f} ms -> {latency.after_ms:.3f} ms "
-            f"({latency.delta_ms:+.3f} ms{noise}){verdict}"
+            f"({latency.delta_ms:+.3f} ms{ratio}): {latency.verdict or 'no verdict'}"
         )
+        console.print(latency.reason)

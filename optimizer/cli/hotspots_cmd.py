@@ -9,7 +9,6 @@ import click
 
 from optimizer.cli.console import check_folders, settings, stdout_console, verbosity_options, write_json
 from optimizer.cli.options import input_shape_option
-from optimizer.targets import DEFAULT_TARGET
 
 
 @click.command("hotspots")
@@ -23,10 +22,9 @@ from optimizer.targets import DEFAULT_TARGET
 )
 @click.option(
     "--target",
-    default=DEFAULT_TARGET,
-    show_default=True,
     metavar="T",
-    help="Target for the dry run (ascend310 lets transpose-whitelist run).",
+    help="Target for the dry run (ascend310 lets transpose-whitelist run); default: inferred from the "
+    "profile (onnxruntime for an onnxruntime profile).",
 )
 @input_shape_option
 @click.option("--top", type=click.IntRange(1), default=10, show_default=True, help="How many op types and nodes.")
@@ -40,12 +38,13 @@ from optimizer.targets import DEFAULT_TARGET
 def hotspots_command(
     profile_path: Path,
     model: Path | None,
-    target: str,
+    target: str | None,
     input_shapes: dict[str, list[int]],
     top: int,
     json_path: Path | None,
 ) -> int:
     """The op types and nodes carrying most of the time in PROFILE, with the passes aimed at them."""
+    from optimizer.loop.candidates import choose_target
     from optimizer.suggest import suggest_passes
     from profiles.hotspots import hotspots
     from profiles.read import read_profile
@@ -53,12 +52,16 @@ def hotspots_command(
     check_folders(json_path)
     profile = read_profile(profile_path)
     hot = hotspots(profile, top)
-    suggestions = suggest_passes(profile, model_path=model, target=target, top=top, input_shapes=input_shapes)
+    choice = choose_target(profile, target) if model is not None else None
+    suggestions = suggest_passes(
+        profile, model_path=model, target=choice.name if choice else "onnxruntime", top=top, input_shapes=input_shapes
+    )
     if json_path is not None:
         write_json(
             json_path,
             {
                 "source": profile.source,
+                "target": None if choice is None else {"name": choice.name, "chosen": choice.how},
                 "total_us": hot.total_us,
                 "op_types": [asdict(s) for s in suggestions],
                 "nodes": [asdict(n) for n in hot.nodes],
@@ -69,6 +72,8 @@ def hotspots_command(
     from rich.table import Table
 
     console = stdout_console()
+    if choice is not None:
+        console.print(f"target {choice.name}: {choice.how}")
     table = Table(title=f"hotspots of {profile.source}", title_justify="left")
     for column in ("op type", "onnx op", "share", "total us", "passes", "would change" if model else ""):
         if column:

@@ -15,6 +15,13 @@ from optimizer.cli.options import input_shape_option, pipeline_options, verify_s
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Where to write the optimised model.")
 @pipeline_options
+@click.option(
+    "--plan",
+    "plan_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="PLAN.json",
+    help="Replay a plan written by 'onnx-opt plan': its passes, opset, target and options.",
+)
 @input_shape_option(fixes=True)
 @verify_shape_option
 @click.option("--no-verify", is_flag=True, help="Skip the onnxruntime check of the outputs.")
@@ -60,6 +67,7 @@ def optimize_command(
     strict: bool,
     fixed_point: bool,
     max_rounds: int,
+    plan_path: Path | None,
 ) -> int:
     """Optimise MODEL with the target's pipeline (or --passes), verify it and write it to -o."""
     from optimizer.optimize import OptimizeOptions, optimize
@@ -83,6 +91,8 @@ def optimize_command(
         fixed_point=fixed_point,
         max_rounds=max_rounds,
     )
+    if plan_path is not None:
+        options = _replay(plan_path, model, options)
     with progress() as say:
         result = optimize(options, say)
     if report is not None:
@@ -91,6 +101,23 @@ def optimize_command(
         print_summary(result)
     failed = result.verification is not None and not result.verification.ok
     return 1 if failed or (strict and result.problems()) else 0
+
+
+def _replay(plan_path: Path, model: Path, options):
+    """The options of a plan; giving --passes, --opset or --target with it is a usage error."""
+    from click.core import ParameterSource
+
+    from optimizer.loop.plan import options_from_plan
+
+    ctx = click.get_current_context()
+    given = [
+        f"--{name}"
+        for name in ("passes", "opset", "target")
+        if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+    ]
+    if given:
+        raise click.UsageError(f"--plan sets the passes, the opset and the target: drop {', '.join(given)}")
+    return options_from_plan(plan_path, model, options)
 
 
 def print_summary(result) -> None:

@@ -1,14 +1,13 @@
-"""compare_profiles: the RDN TransposeD fix, node comparisons, latency change and warnings."""
+"""compare_profiles: the RDN TransposeD fix, node comparisons, latency verdict and warnings."""
 
 from __future__ import annotations
 
 import json
-import math
 
+import numpy as np
 import pytest
 
 from profiles import Latency, OpRecord, Profile, ProfileError, compare_profiles, read_profile
-from profiles.model import MAD_TO_SIGMA
 
 RDN_TOTAL_BEFORE = 935253.6 + 934287.8 + 126733.2 + 117099.7 + 121.6667
 RDN_TOTAL_AFTER = RDN_TOTAL_BEFORE - 934287.8 + 10141.094
@@ -91,27 +90,48 @@ def with_latency(samples):
     return Profile("p", "onnxruntime", ops(("Conv_1", 1.0)), latency=Latency.from_samples(samples))
 
 
-def test_latency_change_within_noise():
+def test_latency_small_samples_give_no_clear_difference():
     c = compare_profiles(with_latency([9, 10, 11, 10, 12]), with_latency([7, 8, 9, 8, 10]))
     lat = c.latency
-    assert (lat.statistic, lat.before_ms, lat.after_ms, lat.delta_ms) == ("median", 10.0, 8.0, -2.0)
-    assert lat.noise_ms == pytest.approx(math.sqrt(2) * MAD_TO_SIGMA)  # both MADs are 1
-    assert lat.significant is False
+    assert (lat.statistic, lat.before_ms, lat.after_ms, lat.delta_ms, lat.ratio) == ("median", 10.0, 8.0, -2.0, 0.8)
+    assert lat.ci[0] < 0.98 < lat.ci[1]  # five samples a side: the interval reaches across the band
+    assert (lat.verdict, lat.decided) == ("same", False)
+    assert lat.reason.startswith("no clear difference between after and before: ratio 0.800 (95% CI ")
+    assert "crosses the ±2% threshold; spread before ±14.8%, after ±18.5%" in lat.reason
 
 
-def test_latency_change_beyond_noise():
+def test_latency_clearly_faster():
     c = compare_profiles(with_latency([9, 10, 11, 10, 12]), with_latency([6, 7, 8, 7, 9]))
     lat = c.latency
-    assert lat.delta_ms == -3.0 and lat.noise_ms < 3.0 and lat.significant is True
-    assert json.loads(json.dumps(c.to_dict()))["latency"]["significant"] is True
+    assert lat.delta_ms == -3.0 and lat.ratio == pytest.approx(0.7) and lat.ci[1] < 0.98
+    assert (lat.verdict, lat.decided) == ("faster", True)
+    assert lat.reason.startswith("after is faster than before: ratio 0.700 (95% CI ")
+    d = json.loads(json.dumps(c.to_dict()))["latency"]
+    assert d["verdict"] == "faster" and d["ci"] == lat.ci and d["before_samples_ms"] == [9, 10, 11, 10, 12]
+    assert d["estimate"]["a_count"] == 5 and d["min_gain"] == 0.02
 
 
-def test_latency_without_spread_uses_means(data):
+def test_latency_min_gain_decides_a_small_change():
+    rng = np.random.default_rng(0)
+    before = (10 * np.exp(rng.normal(0, 0.01, 40))).tolist()
+    after = (9.7 * np.exp(rng.normal(0, 0.01, 40))).tolist()
+    assert compare_profiles(with_latency(before), with_latency(after)).latency.verdict == "faster"
+    wide = compare_profiles(with_latency(before), with_latency(after), min_gain=0.05).latency
+    assert (wide.verdict, wide.decided) == ("same", True)
+    assert wide.reason.startswith("after and before take the same time: ratio 0.975") and "within ±5%" in wide.reason
+    assert compare_profiles(with_latency(before), with_latency(before)).latency.verdict == "same"
+
+
+def test_latency_without_samples_has_no_verdict(data):
     before = read_profile(data / "benchmark_pureinfer_console_DPN131_bs4.log")
     after = read_profile(data / "benchmark_pureinfer_txt_Jasper_bs1_PureInfer_perf_of_jasper_1batch_in_device_0.txt")
     lat = compare_profiles(before, after).latency
     assert (lat.statistic, lat.delta_ms) == ("mean", pytest.approx(192.894 - 26.1589))
-    assert lat.noise_ms is None and lat.significant is None
+    assert lat.ratio == pytest.approx(192.894 / 26.1589)
+    assert (lat.ci, lat.verdict, lat.decided) == (None, None, None)
+    assert lat.reason == "no samples: no verdict (before and after have only summaries)"
+    one_side = compare_profiles(with_latency([9, 10, 11]), after).latency
+    assert one_side.verdict is None and one_side.reason == "no samples: no verdict (after has only a summary)"
 
 
 def test_warns_on_different_models(rdn):

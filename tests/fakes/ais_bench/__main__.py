@@ -1,10 +1,19 @@
 """Fake `python3 -m ais_bench` (tests only), after ASCEND_FACTS 3.6: pure inference of --model,
 --loop times on --device; writes <--output>/<YYYY_mm_dd-HH_MM_SS>_summary.json and prints the
-Performance Summary lines."""
+Performance Summary lines.
+
+The NPU times are TIMES_MS in turn, unless the model names its own latency: FAKE_LATENCY_<stem>
+(ms, for <stem>.om) in the environment, else a line `latency_ms=<ms>` in the .om file. Then the
+times are that latency scaled by TIMES_MS's pattern and by a jitter of at most ±0.5 % per call,
+so two calls on one model differ a little and a faster model is always faster."""
+
+from __future__ import annotations
 
 import argparse
 import json
 import os
+import random
+import re
 import statistics
 import sys
 import time
@@ -27,6 +36,26 @@ def summary(values: list[float]) -> dict:
     }
 
 
+def model_latency_ms(model: str) -> float | None:
+    """The latency the model asks for: FAKE_LATENCY_<stem>, else `latency_ms=<ms>` in the file."""
+    stem = os.path.splitext(os.path.basename(model))[0]
+    if (value := os.environ.get(f"FAKE_LATENCY_{stem}")) is not None:
+        return float(value)
+    with open(model, "rb") as handle:
+        found = re.search(rb"latency_ms=([0-9.]+)", handle.read(4096))
+    return float(found.group(1)) if found else None
+
+
+def npu_times(model: str, loop: int) -> list[float]:
+    """One NPU compute time per loop: TIMES_MS, or the model's latency with TIMES_MS's pattern."""
+    times = [TIMES_MS[i % len(TIMES_MS)] for i in range(loop)]
+    latency = model_latency_ms(model)
+    if latency is None:
+        return times
+    jitter = 1 + random.Random().uniform(-0.005, 0.005)
+    return [latency * jitter * t / statistics.fmean(TIMES_MS) for t in times]
+
+
 def main() -> int:
     record("ais_bench")
     hang_if_asked("ais_bench")
@@ -39,7 +68,7 @@ def main() -> int:
     if not os.path.isfile(args.model):
         print(f"[ERROR] model path {args.model} is not a file")
         return 1
-    times = [TIMES_MS[i % len(TIMES_MS)] for i in range(args.loop)]
+    times = npu_times(args.model, args.loop)
     npu = summary(times)
     data = {
         "filesinfo": {},

@@ -1,0 +1,82 @@
+"""``onnx-opt plan``: choose passes from a recorded profile without running anything, and write the plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from optimizer.cli.console import check_folders, settings, stdout_console, verbosity_options
+from optimizer.cli.options import input_shape_option
+
+
+@click.command("plan")
+@verbosity_options
+@click.argument("profile_path", metavar="PROFILE", type=click.Path(path_type=Path))
+@click.option(
+    "--model", type=click.Path(path_type=Path), metavar="MODEL.onnx", required=True, help="The profiled model."
+)
+@click.option(
+    "--target",
+    metavar="T",
+    help="Target of the plan (default: inferred from the profile; onnxruntime for an onnxruntime profile).",
+)
+@input_shape_option
+@click.option("--top", type=click.IntRange(1), default=10, show_default=True, help="How many op types count as hot.")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PLAN.json", help="Write the plan here."
+)
+def plan_command(
+    profile_path: Path,
+    model: Path,
+    target: str | None,
+    input_shapes: dict[str, list[int]],
+    top: int,
+    output: Path | None,
+) -> int:
+    """The passes worth running on MODEL given PROFILE, with the hot time each addresses; -o writes the
+    plan that 'onnx-opt optimize MODEL --plan PLAN.json' replays."""
+    from optimizer.loop.plan import make_plan, write_plan
+    from profiles.read import read_profile
+
+    check_folders(output)
+    plan = make_plan(read_profile(profile_path), model, target, input_shapes=input_shapes, top=top)
+    if output is not None:
+        write_plan(plan, output)
+    if settings().quiet:
+        return 0
+    print_plan(plan, output)
+    return 0
+
+
+def print_plan(plan, output: Path | None) -> None:
+    """The candidates as a table, then the target, the rejected passes and what to run next."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = stdout_console()
+    table = Table(title=escape(f"plan for {plan.model_path} from {plan.profile}"), title_justify="left")
+    for column in ("pass", "hot op types", "hot share", "nodes", "opset change", "reason"):
+        table.add_column(column, justify="right" if column == "hot share" else "left", overflow="fold")
+    for c in plan.candidates:
+        nodes = ", ".join(c["nodes"][:3]) + (f" (+{len(c['nodes']) - 3})" if len(c["nodes"]) > 3 else "")
+        opset = f"--opset {c['opset']}" if c["opset"] is not None else "-"
+        table.add_row(
+            c["pass_name"], ", ".join(c["op_types"]), f"{c['hot_share']:.1%}", escape(nodes), opset, escape(c["reason"])
+        )
+    console.print(f"target {plan.target}: {plan.target_chosen}")
+    if plan.candidates:
+        console.print(table)
+    else:
+        console.print("no pass changes a node of a hot op type: the plan runs no pass")
+    for shape in plan.whitelist_shapes:
+        console.print(f"white-list shape: {shape}")
+    if settings().verbose or not plan.candidates:
+        for item in plan.rejected:
+            console.print(f"  not proposed: {item['pass']}: {escape(item['reason'])}")
+    else:
+        console.print(f"  not proposed: {', '.join(item['pass'] for item in plan.rejected) or '-'} (-v says why)")
+    if output is None:
+        console.print("plan not written (give -o PLAN.json)")
+    else:
+        console.print(f"wrote {output}; replay: onnx-opt optimize {plan.model_path} --plan {output} -o OUT.onnx")
