@@ -44,9 +44,13 @@ def profile_onnx(
     warmup: int = 5,
     threads: int | None = None,
     seed: int = 0,
+    feeds: dict | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> OrtProfile:
-    """Profile ``model_path`` on onnxruntime (CPU) and write msprof-style files into ``out_dir``."""
+    """Profile ``model_path`` on onnxruntime (CPU) and write msprof-style files into ``out_dir``.
+
+    The inputs are ``feeds`` when given, else seeded random data at the model's (or
+    ``input_shapes``') static shapes."""
     import onnxruntime as ort
 
     from profiles.attribution import attribute
@@ -63,7 +67,8 @@ def profile_onnx(
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"-o {out_dir} is a file; give a folder")
     model = load_model(model_path)
-    feeds = random_inputs(input_specs(model, input_shapes or {}), seed)
+    if feeds is None:
+        feeds = random_inputs(input_specs(model, input_shapes or {}), seed)
 
     def session(profile_prefix: str | None) -> ort.InferenceSession:
         options = ort.SessionOptions()

@@ -44,17 +44,22 @@ def write_html(comparison: Comparison, path: str | Path) -> Path:
         parts.append(f"<p class='{escape(lat.verdict or 'none')}'><b>{escape(lat.reason)}</b></p>")
     samples = c.latency is not None and c.latency.before_samples_ms and c.latency.after_samples_ms
     charts = [("latency distributions", _box_plot_png(c))] if samples else []
-    charts.append(("before vs after", _bar_chart_png(c)))
+    charts.append(("before vs after", bar_chart_png(c)))
     if any(png is None for _, png in charts):
         parts.append(f"<p>{escape(NO_CHART)}</p>")
     else:
-        parts += [f"<img alt='{alt}' src='data:image/png;base64,{base64.b64encode(png).decode()}'><br>"
-                  for alt, png in charts]
-    parts += [_table(c), "</body></html>", ""]
+        parts += [image_tag(alt, png) for alt, png in charts]
+    parts += [table_html(c), "</body></html>", ""]
     return write_text_atomic(Path(path), "\n".join(parts))
 
 
-def _table(c: Comparison) -> str:
+def image_tag(alt: str, png: bytes) -> str:
+    """An ``<img>`` holding ``png`` inline."""
+    return f"<img alt='{escape(alt)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'><br>"
+
+
+def table_html(c: Comparison) -> str:
+    """The comparison's rows as an HTML table."""
     head = "".join(f"<th>{escape(h)}</th>" for h in (
         c.by, "before (us)", "after (us)", "delta (us)", "after/before", "share before", "share after"))
     body = [
@@ -86,23 +91,31 @@ def _png(fig) -> bytes:
 
 
 def _box_plot_png(c: Comparison) -> bytes | None:
-    """Box plots of the before and after latency samples (every sample drawn over its box)."""
-    fig = _figure(5, 4)
-    if fig is None or c.latency is None:
+    """Box plots of the before and after latency samples of a comparison."""
+    if c.latency is None:
         return None
     lat = c.latency
+    title = f"latency, {lat.verdict}: ratio {lat.ratio:.3f}"
+    return box_plot_png(lat.before_samples_ms, lat.after_samples_ms, ("before", "after"), title)
+
+
+def box_plot_png(a_ms: list[float], b_ms: list[float], labels: tuple[str, str], title: str) -> bytes | None:
+    """Box plots of two latency distributions (every sample drawn over its box); None without matplotlib."""
+    fig = _figure(5, 4)
+    if fig is None:
+        return None
     ax = fig.add_subplot()
-    data = [lat.before_samples_ms, lat.after_samples_ms]
+    data = [a_ms, b_ms]
     ax.boxplot(data, widths=0.5)
     for i, samples in enumerate(data, 1):
         ax.plot([i] * len(samples), samples, "_", alpha=0.5)
-    ax.set_xticks([1, 2], [f"before ({len(data[0])} runs)", f"after ({len(data[1])} runs)"])
+    ax.set_xticks([1, 2], [f"{label} ({len(samples)} runs)" for label, samples in zip(labels, data, strict=True)])
     ax.set_ylabel("latency (ms)")
-    ax.set_title(f"latency, {lat.verdict}: ratio {lat.ratio:.3f}", fontsize=9)
+    ax.set_title(title, fontsize=9)
     return _png(fig)
 
 
-def _bar_chart_png(c: Comparison) -> bytes | None:
+def bar_chart_png(c: Comparison) -> bytes | None:
     """Horizontal bars, before vs after, for the largest rows; None without matplotlib."""
     rows = c.rows[:CHART_ROWS][::-1]
     fig = _figure(9, 1 + 0.35 * max(len(rows), 1))

@@ -7,6 +7,7 @@ import sys
 import click
 
 from optimizer import __version__
+from optimizer.cli.auto_cmd import auto_command
 from optimizer.cli.bench_cmd import bench_command
 from optimizer.cli.compare_cmd import compare_command
 from optimizer.cli.console import verbosity_options
@@ -40,6 +41,7 @@ cli.add_command(compare_command)
 cli.add_command(hotspots_command)
 cli.add_command(plan_command)
 cli.add_command(bench_command)
+cli.add_command(auto_command)
 
 
 def main(argv: list[str] | None = None) -> None:
