@@ -17,6 +17,7 @@ itself; ``auto`` takes ``thread-cpu`` with one thread and ``wall`` with more. On
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +40,8 @@ ROUNDS = 20
 MAX_ROUNDS = 400
 BUDGET_S = 60.0
 WARMUP = 2
+MIN_SAMPLE_S = 0.005  # a sample of a tiny model averages inferences up to this long
+MAX_REPEATS = 1000
 CLOCK_WORDS = {"thread-cpu": "thread CPU time", "wall": "wall-clock time", "npu": "NPU compute time"}
 
 
@@ -94,24 +97,29 @@ def resolve_clock(clock: str, threads: int) -> tuple[str, str]:
 class OnnxruntimeRunners:
     """Runner factory: one onnxruntime CPU session per model, all with the same SessionOptions
     (``threads`` intra-op threads, one inter-op thread, sequential execution, ``graph_optimization``),
-    each run timed with ``clock`` on the same ``feeds``."""
+    each run timed with ``clock`` on the same ``feeds``. A sample is the mean of as many inferences
+    as take ``min_sample_s`` (one for most models; a tiny model's single run is mostly clock and
+    scheduler jitter), counted once per model when its session starts."""
 
     backend = "onnxruntime"
 
     def __init__(self, feeds: dict[str, np.ndarray], *, threads: int = 1, clock: str = "thread-cpu",
-                 graph_optimization: str = "all") -> None:
+                 graph_optimization: str = "all", min_sample_s: float = MIN_SAMPLE_S) -> None:
         if clock not in ("thread-cpu", "wall"):
             raise UserError(f"onnxruntime runners time with thread-cpu or wall, not {clock!r}")
         resolve_clock(clock, threads)  # refuses thread-cpu with several threads
         if graph_optimization not in GRAPH_OPTIMIZATION:
             raise UserError(f"graph optimization must be one of {', '.join(GRAPH_OPTIMIZATION)}")
         self.feeds, self.threads, self.clock, self.graph_optimization = feeds, threads, clock, graph_optimization
+        self.min_sample_s = min_sample_s
+        self.repeats: dict[str, int] = {}  # inferences per sample, by model
         self._folders: list[tempfile.TemporaryDirectory] = []
 
     def settings(self) -> dict:
         """The session options every session gets."""
         return {"backend": self.backend, "threads": self.threads, "inter_op_threads": 1,
-                "execution_mode": "sequential", "graph_optimization": self.graph_optimization}
+                "execution_mode": "sequential", "graph_optimization": self.graph_optimization,
+                "inferences_per_sample": dict(self.repeats)}
 
     def __call__(self, model: Any) -> Runner:
         import onnxruntime as ort
@@ -134,11 +142,18 @@ class OnnxruntimeRunners:
             raise UserError(f"{_name(model)}: onnxruntime cannot run it: {error_line(exc)}") from None
         timer = time.thread_time if self.clock == "thread-cpu" else time.perf_counter
         feeds = self.feeds
+        session.run(None, feeds)
+        started = timer()
+        session.run(None, feeds)
+        once = max(timer() - started, 1e-7)
+        repeats = min(MAX_REPEATS, max(1, math.ceil(self.min_sample_s / once)))
+        self.repeats[_name(model)] = repeats
 
         def run() -> float:
             started = timer()
-            session.run(None, feeds)
-            return timer() - started
+            for _ in range(repeats):
+                session.run(None, feeds)
+            return (timer() - started) / repeats
 
         return run
 
