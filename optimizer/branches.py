@@ -26,6 +26,7 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.errors import error_line
+from optimizer.passapi import all_graphs, const_tensor, names_in, unique_name
 from optimizer.verify import OutputCheck, compare_outputs, run_onnxruntime
 
 MAX_IFS = 32  # Ifs checked per model (each costs four runs); changed Ifs come first
@@ -317,14 +318,7 @@ def _unique_names(sites: list[_Site]) -> dict[str, _Site]:
 
 def _constant_condition(node: ir.Node) -> bool | None:
     """The If's condition when it is an initializer or a Constant's output, else None."""
-    condition = node.inputs[0]
-    if condition is None:
-        return None
-    tensor = condition.const_value
-    producer = condition.producer()
-    if tensor is None and producer is not None and producer.op_type == "Constant" and producer.domain == "":
-        attr = producer.attributes.get("value")
-        tensor = attr.value if attr is not None else None
+    tensor = const_tensor(node.inputs[0])
     if tensor is None or tensor.size != 1:
         return None
     return bool(tensor.numpy().reshape(()))
@@ -365,11 +359,11 @@ def _forced(model: ir.Model, site: _Site, then: bool) -> Iterator[None]:
     """``site`` (and the Ifs enclosing it, onto the path to it) fed constant conditions; undone after."""
     pins = [(node, attr == "then_branch") for node, attr in site.enclosing if node.op_type == "If"]
     pins.append((site.node, then))
-    taken = _value_names(model)
+    taken = names_in(all_graphs(model))
     added = []
     try:
         for index, (node, value) in enumerate(pins):
-            name = _fresh(f"{_FORCED_NAME}_{index}", taken)
+            name = unique_name(f"{_FORCED_NAME}_{index}", taken)
             const = ir.node("Constant", [], {"value": ir.tensor(np.array(value))}, name=name)
             const.outputs[0].name = name
             node.graph.insert_before(node, const)
@@ -380,24 +374,6 @@ def _forced(model: ir.Model, site: _Site, then: bool) -> Iterator[None]:
         for node, const, condition in reversed(added):
             node.replace_input_with(0, condition)
             node.graph.remove(const, safe=True)
-
-
-def _value_names(model: ir.Model) -> set[str]:
-    names: set[str] = set()
-    for top in [model.graph, *(function.graph for function in model.functions.values())]:
-        for graph in [top, *top.subgraphs()]:
-            names.update(value.name for value in graph.inputs if value.name)
-            names.update(graph.initializers)
-            names.update(value.name for node in graph for value in node.outputs if value.name)
-    return names
-
-
-def _fresh(base: str, taken: set[str]) -> str:
-    name, count = base, 0
-    while name in taken:
-        count += 1
-        name = f"{base}_{count}"
-    return name
 
 
 def _describe(check: OutputCheck) -> str:

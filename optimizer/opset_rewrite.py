@@ -6,7 +6,7 @@ different scopes (main graph, If / Loop / Scan bodies, functions) never mix.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -15,7 +15,7 @@ import onnx_ir as ir
 
 from optimizer.errors import UserError
 from optimizer.opset_schema import TypeChecker
-from optimizer.passapi import all_graphs, node_label
+from optimizer.passapi import all_graphs, const_tensor, names_in, node_label, unique_name
 
 Dims = list[int | None]
 
@@ -40,8 +40,7 @@ class Rewriter:
         self.shapes = shapes
         self._types = types
         self._scopes = scopes
-        self._names = {value.name for value in _all_values(model) if value.name}
-        self._names.update(node.name for node in _all_nodes(model) if node.name)
+        self._names = names_in(all_graphs(model))
 
     # -- refusing -------------------------------------------------------------------------------
     def refuse(self, node: ir.Node, reason: str) -> NoReturn:
@@ -149,12 +148,7 @@ class Rewriter:
     # -- building -------------------------------------------------------------------------------
     def fresh(self, base: str) -> str:
         """A name used nowhere in the model (values and nodes of every scope), derived from ``base``."""
-        name, count = base, 0
-        while name in self._names:
-            count += 1
-            name = f"{base}_{count}"
-        self._names.add(name)
-        return name
+        return unique_name(base, self._names)
 
     def node(
         self, op_type: str, inputs: Sequence[ir.Value | None], attributes: dict[str, Any] | None, near: ir.Node,
@@ -276,37 +270,6 @@ def _rank_by_rule(node: ir.Node, dims_of: Callable[[int], Dims | None], array) -
             return None
         return len(dims) + len(axes) if op == "Unsqueeze" else len(dims) - len(axes)
     return None
-
-
-def const_tensor(value: ir.Value | None) -> ir.TensorProtocol | None:
-    """The tensor of a constant (initializer that is not an input, or Constant node), else None.
-
-    Unlike ``ir.convenience.get_const_tensor`` it never renames the tensor: the tensors of a
-    cloned model are those of the original, which must not change.
-    """
-    if value is None or value.is_graph_input():
-        return None
-    if value.const_value is not None:
-        return value.const_value
-    producer = value.producer()
-    if producer is not None and producer.op_type == "Constant" and producer.domain == "":
-        attr = producer.attributes.get("value")
-        if attr is not None and not attr.is_ref():
-            return attr.as_tensor()
-    return ir.convenience.get_const_tensor(value)  # value_ints and the like: a new tensor each time
-
-
-def _all_values(model: ir.Model) -> Iterator[ir.Value]:
-    for graph in all_graphs(model):
-        yield from graph.inputs
-        yield from graph.initializers.values()
-        for node in graph:
-            yield from node.outputs
-
-
-def _all_nodes(model: ir.Model) -> Iterator[ir.Node]:
-    for graph in all_graphs(model):
-        yield from graph
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,8 @@ import onnx
 import onnx_ir as ir
 
 from optimizer.errors import UserError, error_line
-from optimizer.opset_rewrite import const_tensor
 from optimizer.opset_schema import since_version
-from optimizer.passapi import all_graphs
+from optimizer.passapi import all_graphs, const_tensor, names_in, unique_name
 from optimizer.placeholders import Placeholders
 
 _HIDDEN = "onnx_opt.opset_hidden"  # domain of nodes kept away from onnx's converter
@@ -45,7 +44,7 @@ def convert_graph_up(model: ir.Model, opset: int, target: int, placeholders: Pla
     placeholders.swap_in(all_graphs(result))
     if hidden:
         result.opset_imports.pop(_HIDDEN)
-        names = _names(all_graphs(result))
+        names = names_in(all_graphs(result))
         for graph in all_graphs(result):
             _rebuild_resizes(graph, names)
     return result
@@ -80,7 +79,7 @@ def convert_function_up(function: ir.Function, opset: int, target: int, placehol
     graphs = [result.graph, *result.graph.subgraphs()]
     placeholders.swap_in(graphs)
     if hidden:
-        names = _names(graphs)
+        names = names_in(graphs)
         for graph in graphs:
             _rebuild_resizes(graph, names)
     return result
@@ -152,7 +151,7 @@ def _rebuild_resizes(graph: ir.Graph, names: set[str]) -> None:
 
 def _resize_11(near: ir.Node, scales: np.ndarray, rounding: str, names: set[str]) -> ir.Node:
     """A nearest Resize-11 of ``near``'s input by ``scales``, inserted before ``near``."""
-    name = _fresh(f"{near.name or 'Resize'}_shrink", names)
+    name = unique_name(f"{near.name or 'Resize'}_shrink", names)
     node = ir.node("Resize", [near.inputs[0]], name=name, outputs=[ir.Value(name=name)])
     near.graph.insert_before(near, node)
     _make_resize_11(node, _constant(node, scales.tolist(), "scales", names), "nearest", rounding, names)
@@ -173,30 +172,9 @@ def _make_resize_11(node: ir.Node, scales: ir.Value, mode: str, rounding: str, n
         node.attributes[name] = ir.AttrString(name, value)
 
 
-def _fresh(base: str, names: set[str]) -> str:
-    name, count = base, 0
-    while name in names:
-        count += 1
-        name = f"{base}_{count}"
-    names.add(name)
-    return name
-
-
 def _constant(near: ir.Node, values: list[float], what: str, names: set[str]) -> ir.Value:
-    name = _fresh(f"{near.name or near.op_type}_{what}", names)
+    name = unique_name(f"{near.name or near.op_type}_{what}", names)
     node = ir.node("Constant", [], {"value": ir.tensor(np.array(values, dtype=np.float32))}, name=name,
                    outputs=[ir.Value(name=name)])
     near.graph.insert_before(near, node)
     return node.outputs[0]
-
-
-def _names(graphs) -> set[str]:
-    """Every value and node name in ``graphs``."""
-    names: set[str] = set()
-    for graph in graphs:
-        names.update(value.name for value in (*graph.inputs, *graph.initializers.values()) if value.name)
-        for node in graph:
-            names.update(value.name for value in node.outputs if value.name)
-            if node.name:
-                names.add(node.name)
-    return names

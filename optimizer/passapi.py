@@ -10,7 +10,7 @@ with :func:`register_pass`, or point an entry point of the group ``onnx_opt.pass
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,8 +33,10 @@ __all__ = [
     "SkipPass",
     "all_graphs",
     "const_ints",
+    "const_tensor",
     "error_line",
     "iter_nodes",
+    "names_in",
     "model_opset",
     "node_label",
     "constant",
@@ -42,6 +44,7 @@ __all__ = [
     "replace_nodes",
     "scope_labels",
     "sole_consumer",
+    "unique_name",
 ]
 
 
@@ -130,13 +133,8 @@ class PassContext:
     def fresh_name(self, model: ir.Model, base: str) -> str:
         """A value name not used anywhere in ``model`` (any scope), derived from ``base``."""
         if self._names is None:
-            self._names = {value.name for value in _all_values(model) if value.name}
-        name, count = base, 0
-        while name in self._names:
-            count += 1
-            name = f"{base}_{count}"
-        self._names.add(name)
-        return name
+            self._names = names_in(all_graphs(model))
+        return unique_name(base, self._names)
 
     def scope_problem(self, model: ir.Model, *nodes: ir.Node) -> str | None:
         """Why ``nodes`` cannot be rewritten together: they lie in different scopes; else None."""
@@ -190,12 +188,27 @@ def all_graphs(model: ir.Model) -> Iterator[ir.Graph]:
         yield from root.subgraphs()
 
 
-def _all_values(model: ir.Model) -> Iterator[ir.Value]:
-    for graph in all_graphs(model):
-        yield from graph.inputs
-        yield from graph.initializers.values()
+def names_in(graphs: Iterable[ir.Graph]) -> set[str]:
+    """Every value and node name of ``graphs`` (inputs, initializers, node outputs, nodes)."""
+    names: set[str] = set()
+    for graph in graphs:
+        names.update(value.name for value in graph.inputs if value.name)
+        names.update(graph.initializers)
         for node in graph:
-            yield from node.outputs
+            names.update(value.name for value in node.outputs if value.name)
+            if node.name:
+                names.add(node.name)
+    return names
+
+
+def unique_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base_1``, ``base_2``, ... the first not in ``taken``; it is added to ``taken``."""
+    name, count = base, 0
+    while name in taken:
+        count += 1
+        name = f"{base}_{count}"
+    taken.add(name)
+    return name
 
 
 class SkipPass(Exception):  # noqa: N818 - it is a signal, not an error
@@ -299,11 +312,27 @@ def node_label(node: ir.Node) -> str:
     return node.name or f"<unnamed {node.op_type}>"
 
 
+def const_tensor(value: ir.Value | None) -> ir.TensorProtocol | None:
+    """The tensor of a constant (initializer that is not an input, or Constant node), else None.
+
+    Unlike ``ir.convenience.get_const_tensor`` it never renames the tensor: the tensors of a
+    cloned model are those of the original, which must not change.
+    """
+    if value is None or value.is_graph_input():
+        return None
+    if value.const_value is not None:
+        return value.const_value
+    producer = value.producer()
+    if producer is not None and producer.op_type == "Constant" and producer.domain == "":
+        attr = producer.attributes.get("value")
+        if attr is not None and not attr.is_ref():
+            return attr.as_tensor()
+    return ir.convenience.get_const_tensor(value)  # value_ints and the like: a new tensor each time
+
+
 def const_ints(value: ir.Value | None) -> list[int] | None:
     """The integers held by a constant (initializer or Constant node), or None."""
-    if value is None:
-        return None
-    tensor = ir.convenience.get_const_tensor(value)
+    tensor = const_tensor(value)
     if tensor is None:
         return None
     array = tensor.numpy()

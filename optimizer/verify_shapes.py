@@ -19,6 +19,7 @@ from typing import Any
 import onnx_ir as ir
 
 from optimizer.errors import UserError, error_line
+from optimizer.passapi import const_ints
 from optimizer.shape_inference import infer_value_shapes
 from optimizer.verify import declared_inputs, input_specs, onnxruntime_runner, random_inputs
 
@@ -206,7 +207,7 @@ def _constant_shapes(model: ir.Model) -> list[tuple[str, list[int]]]:
     for node in _all_nodes(model):
         index = _SHAPE_INPUTS.get(node.op_type)
         if node.domain == "" and index is not None and index < len(node.inputs):
-            values = _const_ints(node.inputs[index])
+            values = const_ints(node.inputs[index])
             if values is not None:
                 found.append((node.op_type, values))
     return found
@@ -220,7 +221,7 @@ def _reshape_residuals(model: ir.Model, templates: dict[str, list[Any]]) -> Iter
     for node in _all_nodes(model):
         if node.op_type != "Reshape" or node.domain != "" or len(node.inputs) < 2:
             continue
-        target = _const_ints(node.inputs[1])
+        target = const_ints(node.inputs[1])
         data = shapes.get(node.inputs[0]) if node.inputs[0] is not None else None
         if target is None or data is None or 0 in target:
             continue
@@ -234,19 +235,6 @@ def _reshape_residuals(model: ir.Model, templates: dict[str, list[Any]]) -> Iter
             yield trailing or symbols, needed // math.gcd(needed, static)
         elif static and needed % static == 0:
             yield trailing or symbols, needed // static
-
-
-def _const_ints(value: ir.Value | None) -> list[int] | None:
-    if value is None:
-        return None
-    tensor = value.const_value
-    producer = value.producer()
-    if tensor is None and producer is not None and producer.op_type == "Constant" and producer.domain == "":
-        attr = producer.attributes.get("value")
-        tensor = attr.value if attr is not None else None
-    if tensor is None or tensor.dtype not in (ir.DataType.INT64, ir.DataType.INT32):
-        return None
-    return [int(v) for v in tensor.numpy().reshape(-1)]
 
 
 def _all_nodes(model: ir.Model) -> Iterator[ir.Node]:

@@ -8,12 +8,10 @@ from collections.abc import Mapping
 import numpy as np
 import onnx_ir as ir
 
-from optimizer.passapi import PassContext, constant, iter_nodes
+from optimizer.passapi import PassContext, all_graphs, const_tensor, constant, iter_nodes, names_in, unique_name
 from passes.simplify.simplifiers import (
     ONNX_DOMAINS,
     SimplifierError,
-    graph_values,
-    graphs_of,
     one_line,
     quiet,
     restore_model_fields,
@@ -65,7 +63,7 @@ class Folds:
 
     def __init__(self, model: ir.Model, ctx: PassContext) -> None:
         self.model, self.ctx = model, ctx
-        self.used = {value.name for graph in graphs_of(model) for value in graph_values(graph) if value.name}
+        self.used = names_in(all_graphs(model))
         self.function_graphs = {id(graph) for function in model.functions.values() for graph in
                                 (function.graph, *function.graph.subgraphs())}
 
@@ -75,12 +73,7 @@ class Folds:
 
     def fresh(self, base: str) -> str:
         """A value name used nowhere in the model, derived from ``base``."""
-        name, count = base, 0
-        while name in self.used:
-            count += 1
-            name = f"{base}_{count}"
-        self.used.add(name)
-        return name
+        return unique_name(base, self.used)
 
     def constant(self, array: np.ndarray, base: str, before: ir.Node) -> ir.Value:
         """A constant for a node placed before ``before``: an initializer of the main graph
@@ -169,9 +162,7 @@ def _slice_dims(node: ir.Node, dims: list) -> np.ndarray | None:
 
 def _const_array(value: ir.Value | None) -> np.ndarray | None:
     """The data of a constant (initializer that is not a graph input, or Constant output)."""
-    if value is None or value.is_graph_input():
-        return None
-    tensor = ir.convenience.get_const_tensor(value)
+    tensor = const_tensor(value)
     return None if tensor is None else tensor.numpy()
 
 
