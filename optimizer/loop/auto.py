@@ -15,7 +15,9 @@ The loop, on the onnxruntime backend:
    written instead, so the output is never slower than the input by the engine's verdict.
 
 Everything happens in a work folder; the output and the report are written only at the end,
-so an interrupt leaves nothing half-done.
+so an interrupt leaves nothing half-done. The Ascend backend (:mod:`optimizer.loop.auto_ascend`)
+shares the per-candidate flow (:func:`apply_candidate`, :meth:`Step.judge`), the options, the
+result and the writing.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 from optimizer.errors import UserError
 from optimizer.loop.candidates import Candidate, choose_candidates
 from optimizer.loop.plan import Plan, file_sha256
-from optimizer.loop.timing import ABResult, RunnerFactory, time_ab
+from optimizer.loop.timing import MAX_ROUNDS, ROUNDS, ABResult, RunnerFactory, time_ab
 from optimizer.modelio import has_external_data, load_model, save_model
 from optimizer.optimize import OptimizeOptions, optimize
 from optimizer.passapi import model_opset
@@ -45,7 +47,13 @@ MIN_STEP_BUDGET_S = 5.0
 
 @dataclass
 class AutoOptions:
-    """Everything ``onnx-opt auto`` takes (``runner_factory`` / ``monotonic`` for tests)."""
+    """Everything ``onnx-opt auto`` takes (``runner_factory`` / ``monotonic`` for tests).
+
+    The fields after ``monotonic`` are the Ascend backend's (``backend="ascend"``): the SoC (default:
+    the target's ``soc_version``), the NPU device and ais_bench's inferences per run, the toolkit
+    settings (CANN version, OPP folder, ATC flags, per-tool timeout), and ``tune="aoe"`` for a
+    final AOE operator-tuning step with its tune bank and timeout.
+    """
 
     input: Path
     output: Path
@@ -62,6 +70,22 @@ class AutoOptions:
     report: Path | None = None
     runner_factory: RunnerFactory | None = None
     monotonic: Callable[[], float] = time.monotonic
+    rounds: int = ROUNDS
+    backend: str = "onnxruntime"
+    soc: str | None = None
+    device: int = 0
+    loop: int = 10
+    cann_version: str | None = None
+    opp: Path | None = None
+    input_format: str | None = None
+    out_nodes: str | None = None
+    atc_args: list[str] = field(default_factory=list)
+    timeout_s: float = 3600.0
+    tune: str | None = None
+    tune_bank: Path | None = None
+    tune_top: int = 10
+    tune_timeout_s: float = 6 * 3600.0
+    verbose: bool = False
 
 
 @dataclass
@@ -94,6 +118,13 @@ class Step:
             "timing": self.timing.to_dict() if self.timing else None,
         }
 
+    def judge(self, timing: ABResult) -> bool:
+        """Record an A/B of the current best (A) against this step's model (B); kept on ``faster``."""
+        self.timing, self.verdict, self.ratio, self.ci = timing, timing.verdict, timing.ratio, timing.ci
+        self.kept = timing.verdict == FASTER
+        self.reason = timing.reason
+        return self.kept
+
 
 @dataclass
 class AutoResult:
@@ -112,6 +143,10 @@ class AutoResult:
     profile_before: Any = None  # profiles.model.Profile
     profile_after: Any = None
     written: list[str] = field(default_factory=list)
+    backend: str = "onnxruntime"
+    om: str | None = None  # ascend: the kept .om, written beside the output
+    opp_edits: list[dict] = field(default_factory=list)  # ascend: the OPP white-list edits kept
+    aoe: dict | None = None  # ascend, --tune aoe: what AOE did and whether its model was kept
 
     def to_dict(self) -> dict[str, Any]:
         """``auto.json``."""
@@ -119,7 +154,8 @@ class AutoResult:
         if self.final is not None:
             final = {"ratio": self.final.ratio, "ci": list(self.final.ci), "verdict": self.final.verdict,
                      "reason": self.final.reason, "timing": self.final.to_dict()}
-        return {
+        data = {
+            "backend": self.backend,
             "input": self.input,
             "output": self.output,
             "written": self.written,
@@ -133,17 +169,20 @@ class AutoResult:
             "plan": "plan.json",
             "notes": self.notes,
         }
+        if self.backend == "ascend":
+            data.update(om=self.om, opp_edits=self.opp_edits, aoe=self.aoe)
+        return data
 
 
 def run_auto(options: AutoOptions, progress: Callable[[str], None] | None = None) -> AutoResult:
     """Run the loop; writes ``options.output`` (and the report folder) only once it is done."""
     say = progress or (lambda message: None)
-    _check_paths(options)
+    check_paths(options)
     with tempfile.TemporaryDirectory(prefix="onnx-opt-auto-") as folder:
         work = Path(folder)
         base = work / "base.onnx"
         say("writing the base model (as optimize --passes none writes it)")
-        optimize(_optimize_options(options, options.input, base, passes=[], verify=False))
+        optimize(optimize_options(options, options.input, base, passes=[], verify=False))
         feeds = choose_feeds(load_model(base), options.inputs, options.verify_shapes, options.seed).sets[0]
         say("profiling the base model")
         before = _profile(base, work / "profile_before", feeds, options)
@@ -181,9 +220,9 @@ def run_auto(options: AutoOptions, progress: Callable[[str], None] | None = None
             result.profile_before = before
             result.profile_after = before if best == base else _profile(best, work / "profile_after", feeds, options)
         say("writing")
-        result.written = _write(best, base, options, result)
+        result.written = write_output(best, base, options)
         if options.report is not None:
-            _write_report(options.report, work, result, options)
+            write_report(options.report, work, result, options)
     return result
 
 
@@ -198,38 +237,52 @@ def _try(
     say: Callable[[str], None],
 ) -> tuple[Step, Path]:
     """Apply one candidate to the current best model, verify it, time it; the step and its model."""
-    step = Step(candidate.pass_name, None, candidate.hot_share, candidate.op_types, None, False, None, None, "")
+    step = apply_candidate(candidate, best, out, options, target, say)
+    if step.reason:
+        return step, best
+    say(f"{candidate.pass_name}: timing against the current best")
+    kept = step.judge(_time(best, out, feeds, budget, options, ("current", candidate.pass_name)))
+    return step, out if kept else best
+
+
+def new_step(candidate: Candidate) -> Step:
+    """The step of ``candidate`` before anything is tried."""
+    return Step(candidate.pass_name, None, candidate.hot_share, candidate.op_types, None, False, None, None, "")
+
+
+def apply_candidate(
+    candidate: Candidate, best: Path, out: Path, options: AutoOptions, target: str, say: Callable[[str], None]
+) -> Step:
+    """Apply ``candidate`` to the current best model into ``out`` and verify it with onnxruntime.
+
+    The step's ``reason`` says why it is rejected before any timing (refused, failed or dropped,
+    verification failed, changed nothing); it is empty when ``out`` is ready to be timed.
+    """
+    step = new_step(candidate)
     opset = candidate.opset if candidate.opset and candidate.opset > model_opset(load_model(best)) else None
     step.opset = opset
     say(f"{candidate.pass_name}: applying and verifying")
     try:
-        report = optimize(_optimize_options(options, best, out, passes=[candidate.pass_name], opset=opset,
-                                            target=target))
+        report = optimize(optimize_options(options, best, out, passes=[candidate.pass_name], opset=opset,
+                                           target=target))
     except UserError as exc:
         step.reason = f"refused: {exc}"
-        return step, best
+        return step
     [record] = [r for r in report.records if r.name == candidate.pass_name]
     if record.status in ("failed", "dropped"):
         step.reason = f"{record.status}: {record.reason}"
-        return step, best
-    if report.verification is not None and not report.verification.ok:
+    elif report.verification is not None and not report.verification.ok:
         step.reason = "verification failed: " + "; ".join(report.verification.failures())
-        return step, best
-    if not record.changes:
+    elif not record.changes:
         step.reason = "changed nothing on the current model"
-        return step, best
-    say(f"{candidate.pass_name}: timing against the current best")
-    timing = _time(best, out, feeds, budget, options, ("current", candidate.pass_name))
-    step.timing, step.verdict, step.ratio, step.ci = timing, timing.verdict, timing.ratio, timing.ci
-    step.kept = timing.verdict == FASTER
-    step.reason = timing.reason
-    return step, out if step.kept else best
+    return step
 
 
 def _time(a: Path, b: Path, feeds: dict, budget: float, options: AutoOptions, labels: tuple[str, str]) -> ABResult:
     return time_ab(
         a, b, feeds, threads=options.threads, clock=options.clock, min_gain=options.min_gain, budget_s=budget,
         seed=options.seed, runner_factory=options.runner_factory, labels=labels, monotonic=options.monotonic,
+        rounds=options.rounds, max_rounds=max(MAX_ROUNDS, options.rounds),
     )
 
 
@@ -239,7 +292,8 @@ def _profile(model: Path, folder: Path, feeds: dict, options: AutoOptions):
     return profile_onnx(model, folder, runs=options.profile_runs, threads=options.threads, feeds=feeds).profile
 
 
-def _optimize_options(options: AutoOptions, source: Path, out: Path, **changes: Any) -> OptimizeOptions:
+def optimize_options(options: AutoOptions, source: Path, out: Path, **changes: Any) -> OptimizeOptions:
+    """``optimize``'s options for one step of the loop: ``source`` to ``out`` with ``changes``."""
     settings = {
         "input": source,
         "output": out,
@@ -253,7 +307,7 @@ def _optimize_options(options: AutoOptions, source: Path, out: Path, **changes: 
     return OptimizeOptions(**settings)
 
 
-def _check_paths(options: AutoOptions) -> None:
+def check_paths(options: AutoOptions) -> None:
     """Refuse, before any work, an output that is the input or a folder, and a report that is a file."""
     if not options.input.is_file():
         raise UserError(f"{options.input}: no such file")
@@ -270,17 +324,17 @@ def _check_paths(options: AutoOptions) -> None:
         raise UserError(f"--report {report}: folder {report.parent} does not exist")
 
 
-def _write(best: Path, base: Path, options: AutoOptions, result: AutoResult) -> list[str]:
+def write_output(best: Path, base: Path, options: AutoOptions) -> list[str]:
     """The output: the input's graph exactly as ``optimize --passes none`` writes it, or the best model."""
     if best == base:
-        report = optimize(_optimize_options(options, options.input, options.output, passes=[], verify=False))
+        report = optimize(optimize_options(options, options.input, options.output, passes=[], verify=False))
         return report.written
     external = has_external_data(load_model(options.input)) or None
     written = save_model(load_model(best), options.output, external_data=external)
     return [str(path) for path in written]
 
 
-def _write_report(folder: Path, work: Path, result: AutoResult, options: AutoOptions) -> None:
+def write_report(folder: Path, work: Path, result: AutoResult, options: AutoOptions) -> None:
     """``auto.json``, ``plan.json``, ``auto.html`` and both profiles, into ``folder``."""
     import json
 
@@ -298,7 +352,8 @@ def _write_report(folder: Path, work: Path, result: AutoResult, options: AutoOpt
         input_shapes=dict(options.input_shapes),
         candidates=[step.to_dict() for step in result.steps],
         rejected=result.rejected,
-        profile="auto (onnxruntime)",
+        profile=f"auto ({result.backend})",
+        whitelist_shapes=[shape for edit in result.opp_edits for shape in edit["added"]],
     )
     write_plan(plan, folder / "plan.json")
     (folder / "auto.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")

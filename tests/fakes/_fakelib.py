@@ -5,6 +5,9 @@ Environment read by every fake:
   FAKE_CANN_VERSION  the CANN version the fakes imitate (default 7.0.0)
   FAKE_HANG          name of a tool that hangs: it starts `sleep 300`, writes that child's pid to
                      FAKE_PIDFILE, and sleeps; with FAKE_IGNORE_TERM=1 both ignore SIGTERM
+  FAKE_ATC_COSTS     a JSON object (`{}` for the defaults): the fake atc and aoe write into each .om
+                     a latency and per-op rows computed from the ONNX graph (see `om_text`), which
+                     the fake ais_bench times and the fake msprof / msprof.py export as op_summary rows
 """
 
 from __future__ import annotations
@@ -103,35 +106,147 @@ def _csv(path: str, header: list[str], rows: list[list]) -> None:
         writer.writerows(rows)
 
 
-def _statistics() -> list[tuple[str, int, float, float, float, float]]:
+def _statistics(ops: list[tuple]) -> list[tuple[str, int, float, float, float, float]]:
     by_type: dict[str, list[float]] = {}
-    for _, op_type, duration, _ in OPS:
+    for _, op_type, duration, _ in ops:
         by_type.setdefault(op_type, []).append(duration)
-    total = sum(d for _, _, d, _ in OPS)
+    total = sum(d for _, _, d, _ in ops)
     rows = [(t, len(d), sum(d), min(d), sum(d) / len(d), max(d)) for t, d in by_type.items()]
     return [(t, n, s, lo, avg, hi, round(100 * s / total, 4)) for t, n, s, lo, avg, hi in rows]
 
 
-def write_legacy_summary(folder: str, device: int) -> None:
+def write_legacy_summary(folder: str, device: int, ops: list[tuple] | None = None) -> None:
     """CANN 5.x device summary: op_summary_<device>_1.csv, op_statistic_<device>_1.csv (DT_ types, `AI Core`)."""
+    ops = ops or OPS
     rows = [
         ["rdn_x2_bs1", 1, task, 5, 1, name, op_type, "AI_CORE", 1623650000000.0 + 1000 * task, duration, 0, 2,
          f'"{shape}"', "DT_FLOAT16", "NC1HWC0", f'"{shape}"', "DT_FLOAT16", "NC1HWC0"]
-        for task, (name, op_type, duration, shape) in enumerate(OPS, 1)
+        for task, (name, op_type, duration, shape) in enumerate(ops, 1)
     ]
     _csv(f"{folder}/op_summary_{device}_1.csv", LEGACY_OP_SUMMARY, rows)
-    stats = [["rdn_x2_bs1", t, "AI Core", n, s, lo, avg, hi, ratio] for t, n, s, lo, avg, hi, ratio in _statistics()]
+    stats = [["rdn_x2_bs1", t, "AI Core", n, s, lo, avg, hi, ratio]
+             for t, n, s, lo, avg, hi, ratio in _statistics(ops)]
     _csv(f"{folder}/op_statistic_{device}_1.csv", LEGACY_OP_STATISTIC, stats)
 
 
-def write_merged_summary(folder: str, device: int) -> None:
+def write_merged_summary(folder: str, device: int, ops: list[tuple] | None = None) -> None:
     """CANN 6.3+ mindstudio_profiler_output: op_summary_<ts>.csv, op_statistic_<ts>.csv, Device_id first."""
+    ops = ops or OPS
     stamp = timestamp()
     rows = [
         [device, 1, task, 5, name, op_type, "static", "AI_CORE", f"{1695115378713661.0 + 1000 * task}\t", duration,
          0, 2, 0, "NO", f'"{shape}"', "FLOAT16", "NC1HWC0", f'"{shape}"', "FLOAT16", "NC1HWC0", "N/A", duration, 0]
-        for task, (name, op_type, duration, shape) in enumerate(OPS, 1)
+        for task, (name, op_type, duration, shape) in enumerate(ops, 1)
     ]
     _csv(f"{folder}/op_summary_{stamp}.csv", MERGED_OP_SUMMARY, rows)
-    stats = [[device, t, "AI_CORE", n, s, lo, avg, hi, ratio] for t, n, s, lo, avg, hi, ratio in _statistics()]
+    stats = [[device, t, "AI_CORE", n, s, lo, avg, hi, ratio] for t, n, s, lo, avg, hi, ratio in _statistics(ops)]
     _csv(f"{folder}/op_statistic_{stamp}.csv", MERGED_OP_STATISTIC, stats)
+
+
+# The cost model of the fake atc and aoe (used when FAKE_ATC_COSTS is set), in ms per ONNX node of
+# the main graph. Deterministic: the same graph, SoC and OPP white list give the same bytes.
+COSTS = {
+    "node": 0.01,  # any node without its own entry (Constant nodes are folded by ATC: free)
+    "Conv": 0.2,
+    "TransposeD": 5.0,  # a 6-D Transpose whose input shape is not in the OPP's white_list_shape
+    "TransposeD_listed": 0.05,  # the same, its shape white-listed
+    "Transpose": 0.02,  # a Transpose of another rank
+    "DepthToSpace": 0.1,  # where the SoC has it; Ascend310 (CANN 5.0.x) has no parser for it
+}
+KERNEL_TYPES = {"Conv": "Conv2D", "Transpose": "TransposeD", "Softmax": "SoftmaxV2", "MatMul": "MatMulV2"}
+NO_DEPTH_TO_SPACE = ("Ascend310",)  # SoCs whose ATC (CANN 5.0.x) cannot convert DepthToSpace
+TRANSPOSE_FILE = "op_impl/built-in/ai_core/tbe/impl/dynamic/transpose.py"
+
+
+class UnsupportedOpError(Exception):
+    """An op the SoC's ATC has no parser for: (node name, optype as ATC spells it)."""
+
+
+def costs() -> dict[str, float] | None:
+    """COSTS updated by FAKE_ATC_COSTS; None when it is unset (the fakes then write fixed bytes)."""
+    text = os.environ.get("FAKE_ATC_COSTS")
+    return None if text is None else {**COSTS, **json.loads(text or "{}")}
+
+
+def white_list(opp: str | None) -> list[list[int]]:
+    """`white_list_shape` inside `_by_dynamic_static_union_version` of the OPP's transpose.py ([] if absent)."""
+    import ast
+
+    path = os.path.join(opp or "", TRANSPOSE_FILE)
+    if not opp or not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read())
+    for function in ast.walk(tree):
+        if isinstance(function, ast.FunctionDef) and function.name == "_by_dynamic_static_union_version":
+            for node in ast.walk(function):
+                if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "white_list_shape"
+                                                        for t in node.targets):
+                    return ast.literal_eval(node.value)
+    return []
+
+
+def graph_ops(model: str, soc: str | None, opp: str | None, table: dict[str, float]) -> list[tuple]:
+    """(name, kernel type, duration us, input shape) per node of the model's main graph, by the cost model.
+
+    Raises UnsupportedOpError for DepthToSpace on a SoC of NO_DEPTH_TO_SPACE. Needs the onnx package.
+    """
+    import onnx
+
+    proto = onnx.shape_inference.infer_shapes(onnx.load(model))
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    shapes = {}
+    for value in [*proto.graph.input, *proto.graph.value_info, *proto.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = [d.dim_value if d.HasField("dim_value") else -1 for d in dims]
+    for tensor in proto.graph.initializer:
+        shapes[tensor.name] = list(tensor.dims)
+    listed = white_list(opp)
+    ops = []
+    for node in proto.graph.node:
+        if node.op_type == "Constant":
+            continue
+        shape = shapes.get(node.input[0], []) if node.input else []
+        if node.op_type == "DepthToSpace" and soc in NO_DEPTH_TO_SPACE:
+            raise UnsupportedOpError(node.name, f"ai.onnx::{opset}::{node.op_type}")
+        if node.op_type == "Transpose" and len(shape) == 6:
+            ms = table["TransposeD_listed"] if shape in listed else table["TransposeD"]
+        else:
+            ms = table.get(node.op_type, table["node"])
+        kernel = KERNEL_TYPES.get(node.op_type, node.op_type)
+        ops.append((node.name, kernel, round(ms * 1000, 3), ",".join(str(d) for d in shape)))
+    return ops
+
+
+def om_text(ops: list[tuple]) -> str:
+    """The fake .om: `latency_ms=<sum of the ops>` (what the fake ais_bench times), then one `op=` line per op."""
+    latency = sum(op[2] for op in ops) / 1000
+    lines = ["fake om", f"latency_ms={latency:.6f}"] + ["op=" + "|".join(str(part) for part in op) for op in ops]
+    return "\n".join(lines) + "\n"
+
+
+def om_ops(om: str) -> list[tuple] | None:
+    """The `op=` lines of a fake .om as (name, type, duration us, shape); None when it has none."""
+    try:
+        with open(om, encoding="utf-8", errors="replace") as handle:
+            lines = [line[3:].rstrip("\n").split("|") for line in handle if line.startswith("op=")]
+    except OSError:
+        return None
+    return [(name, kind, float(us), shape) for name, kind, us, shape in lines] or None
+
+
+def save_ops(folder: str, ops: list[tuple] | None) -> None:
+    """Keep the profiled model's ops in a collect folder (`data/fake_ops.json`) for the export."""
+    if ops:
+        os.makedirs(f"{folder}/data", exist_ok=True)
+        with open(f"{folder}/data/fake_ops.json", "w", encoding="utf-8") as handle:
+            json.dump(ops, handle)
+
+
+def saved_ops(folder: str) -> list[tuple] | None:
+    """The ops `save_ops` kept in `folder`, None when none (the export then writes OPS)."""
+    path = f"{folder}/data/fake_ops.json"
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return [tuple(op) for op in json.load(handle)]

@@ -2,7 +2,8 @@
 """Fake legacy `msprof.py` entry (tests only; a test links it as
 <toolkit>/tools/profiler/profiler_tool/analysis/msprof/msprof.py), after ASCEND_FACTS 1.4:
 `python3 msprof.py import -dir X` then `python3 msprof.py export summary -dir X` write
-X/device_<N>/summary/op_summary_<N>_1.csv and op_statistic_<N>_1.csv (X/summary/ for a JOB folder).
+X/device_<N>/summary/op_summary_<N>_1.csv and op_statistic_<N>_1.csv (X/summary/ for a JOB folder),
+with the rows the fake msprof kept from the profiled .om (else _fakelib.OPS).
 """
 
 import glob
@@ -10,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
-from _fakelib import record, write_legacy_summary  # noqa: E402
+from _fakelib import record, saved_ops, write_legacy_summary  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -31,7 +32,7 @@ def main(argv: list[str]) -> int:
             return 1
         for device in devices:
             number = int(device.rsplit("_", 1)[1]) if device != job else 0
-            write_legacy_summary(f"{device}/summary", number)
+            write_legacy_summary(f"{device}/summary", number, saved_ops(device))
         print(f"[INFO] Export summary of {job} finished.")
         return 0
     print(f"msprof.py: error: invalid choice: {argv[0]!r}")
