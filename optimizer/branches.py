@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from optimizer.errors import error_line
+from optimizer.ort_session import native_reason
 from optimizer.passapi import all_graphs, const_tensor, names_in, unique_name
 from optimizer.verify import OutputCheck, compare_outputs, run_onnxruntime
 
@@ -215,7 +215,8 @@ class BranchChecker:
             with _forced(rewritten, match, then):
                 outputs = run_onnxruntime(rewritten, self.feeds[index])
         except Exception as exc:
-            record.status, record.reason = DIFFERS, f"the rewritten model fails to run when forced: {ort_reason(exc)}"
+            record.status = DIFFERS
+            record.reason = f"the rewritten model fails to run when forced: {native_reason(exc)}"
             return record
         record.failures = [check for check in compare_outputs(expected, outputs, self.rtol, self.atol) if not check.ok]
         record.status = DIFFERS if record.failures else MATCHED
@@ -233,17 +234,10 @@ class BranchChecker:
                         self._references[key] = (index, run_onnxruntime(self.original, feeds))
                         break
                     except Exception as exc:
-                        errors.append(ort_reason(exc))
+                        errors.append(native_reason(exc))
             if key not in self._references:
                 self._references[key] = errors[0]
         return self._references[key]
-
-
-def ort_reason(exc: BaseException) -> str:
-    """onnxruntime's innermost message (it nests one per enclosing If), else the first line."""
-    line = error_line(exc)
-    marker = "Status Message: "
-    return line.rsplit(marker, 1)[1] if marker in line else line
 
 
 def check_branches(

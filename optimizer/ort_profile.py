@@ -19,7 +19,7 @@ from pathlib import Path
 
 import onnx_ir as ir
 
-from optimizer.errors import UserError, error_line
+from optimizer.errors import UserError
 from optimizer.modelio import load_model
 from optimizer.verify import input_specs, random_inputs
 
@@ -51,8 +51,7 @@ def profile_onnx(
 
     The inputs are ``feeds`` when given, else seeded random data at the model's (or
     ``input_shapes``') static shapes."""
-    import onnxruntime as ort
-
+    from optimizer.ort_session import cpu_session, native_reason, session_options
     from profiles.attribution import attribute
     from profiles.latency_json import write_latency_json
     from profiles.model import Latency, Profile
@@ -70,21 +69,22 @@ def profile_onnx(
     if feeds is None:
         feeds = random_inputs(input_specs(model, input_shapes or {}), seed)
 
-    def session(profile_prefix: str | None) -> ort.InferenceSession:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
+    def session(profile_prefix: str | None):
+        options = session_options(**({"intra_op_num_threads": threads} if threads else {}))
         if profile_prefix:
             options.enable_profiling = True
             options.profile_file_prefix = profile_prefix
         try:
-            return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+            return cpu_session(str(model_path), options)
         except Exception as exc:
-            raise UserError(f"{model_path}: onnxruntime cannot run it: {error_line(exc)}") from None
+            raise UserError(f"{model_path}: onnxruntime cannot run it: {native_reason(exc)}") from None
 
     say("measuring latency")
     plain = session(None)
+    try:
+        plain.run(None, feeds)
+    except Exception as exc:  # these inputs do not run: bad input, not an internal error
+        raise UserError(f"{model_path}: onnxruntime cannot run it: {native_reason(exc)}") from None
     for _ in range(warmup):
         plain.run(None, feeds)
     samples = []

@@ -19,7 +19,7 @@ import onnx_ir as ir
 
 from optimizer.errors import error_line
 from optimizer.registry import register_pass
-from optimizer.shape_inference import infer_value_shapes, not_static
+from optimizer.shape_inference import infer_value_shapes, inference_error, not_static
 from optimizer.targets import Target
 
 __all__ = [
@@ -98,6 +98,7 @@ class PassContext:
     _shapes: dict[ir.Value, tuple[Any, ...]] | None = field(default=None, repr=False)
     _names: set[str] | None = field(default=None, repr=False)
     _scopes: dict[int, str] | None = field(default=None, repr=False)
+    _inference_error: str | None = field(default=None, repr=False)
 
     def dims_of(self, value: ir.Value | None, model: ir.Model) -> list[int | None] | None:
         """Dims of ``value`` (None for a dynamic dim) in its own scope; None if the rank is unknown.
@@ -126,9 +127,16 @@ class PassContext:
             return None
         return [int(d) for d in dims]
 
+    def unknown_shape(self, what: str, model: ir.Model) -> str:
+        """A Skip reason for a shape :meth:`dims_of` could not give: ``what``, plus the error
+        onnx's shape inference met in ``model``, if any (looked for once, only when needed)."""
+        if self._inference_error is None:
+            self._inference_error = inference_error(model) or ""
+        return f"{what} (onnx shape inference: {self._inference_error})" if self._inference_error else what
+
     def forget(self) -> None:
         """Drop what was learnt about the last model; the manager calls this before every pass."""
-        self._shapes = self._names = self._scopes = None
+        self._shapes = self._names = self._scopes = self._inference_error = None
 
     def fresh_name(self, model: ir.Model, base: str) -> str:
         """A value name not used anywhere in ``model`` (any scope), derived from ``base``."""
@@ -235,8 +243,8 @@ class Skip:
 class PassResult:
     """What a pass did: the model (possibly a new object), changes, refusals, findings, notes.
 
-    ``matches`` counts candidates (changed + refused) unless the pass sets it, as an
-    analysis pass does for what it found; ``findings`` holds JSON-ready analysis output.
+    ``findings`` holds JSON-ready analysis output; an analysis pass, which changes nothing, sets
+    ``found`` to how many things it found (``matches`` then counts them instead of the changes).
     """
 
     model: ir.Model
@@ -244,11 +252,12 @@ class PassResult:
     skips: list[Skip] = field(default_factory=list)
     findings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    matches: int | None = None
+    found: int | None = None
 
-    def __post_init__(self) -> None:
-        if self.matches is None:
-            self.matches = len(self.changes) + len(self.skips)
+    @property
+    def matches(self) -> int:
+        """Candidates looked at: those changed (or found) plus those refused, counted when read."""
+        return (len(self.changes) if self.found is None else self.found) + len(self.skips)
 
     @property
     def modified(self) -> bool:
@@ -287,7 +296,6 @@ class NodePass(Pass):
                 result.changes.append(outcome)
             elif isinstance(outcome, Skip):
                 result.skips.append(outcome)
-        result.matches = len(result.changes) + len(result.skips)
         return result
 
     def rewrite(self, node: ir.Node, model: ir.Model, ctx: PassContext) -> Change | Skip | None:

@@ -16,6 +16,8 @@ from typing import Any
 import onnx
 import onnx_ir as ir
 
+from optimizer.errors import error_line
+
 # Initializers above this many elements are handed to inference as typed inputs, not data:
 # inference needs their shapes only, and data propagation only small integer tensors.
 _DATA_ELEMENTS = 1024
@@ -27,17 +29,28 @@ def infer_value_shapes(model: ir.Model) -> dict[ir.Value, Dims]:
     """Map every value whose shape could be inferred to its dims, in every scope.
 
     The model is not changed. Inference failures are tolerated: what could be inferred is
-    returned, the rest stays unknown.
+    returned, the rest stays unknown (:func:`inference_error` says why, when it matters).
     """
     proto = ir.serde.serialize_model(model)
     _weights_as_inputs(proto.graph)
-    with contextlib.suppress(Exception):  # best effort: unknown shapes just stay unknown
+    with contextlib.suppress(Exception):  # best effort: unknown shapes stay unknown
         proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
     shapes: dict[ir.Value, Dims] = {}
     types: dict[ir.Value, int] = {}
     _collect(model.graph, proto.graph, shapes, types)
     _infer_functions(model, shapes, types)
     return shapes
+
+
+def inference_error(model: ir.Model) -> str | None:
+    """The first error onnx's shape inference meets in ``model`` (strict mode), as one line, or None."""
+    proto = ir.serde.serialize_model(model)
+    _weights_as_inputs(proto.graph)
+    try:
+        onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
+    except Exception as exc:  # onnx raises several types; the first error is the cause of the rest
+        return error_line(exc).removeprefix("[ShapeInferenceError] Inference error(s): ")
+    return None
 
 
 def not_static(value: ir.Value) -> str | None:

@@ -20,7 +20,8 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.branches import BranchChecker, BranchVerification
-from optimizer.errors import UserError, error_line
+from optimizer.errors import UserError
+from optimizer.ort_session import native_reason
 from optimizer.verify import (
     MISSING,
     OutputCheck,
@@ -127,7 +128,7 @@ class Verifier:
             self.expected = [run_onnxruntime(source, feed) for feed in feeds.sets]
         except Exception as exc:
             where = f"{reference}: " if isinstance(reference, Path) else ""
-            raise UserError(f"{where}onnxruntime cannot run the input model: {error_line(exc)}") from None
+            raise UserError(f"{where}onnxruntime cannot run the input model: {native_reason(exc)}") from None
         self.branches = BranchChecker(original, feeds.sets, rtol=rtol, atol=atol)
 
     def check(self, model: ir.Model) -> Verification:
@@ -137,7 +138,7 @@ class Verifier:
             try:
                 actual, refusal = run_onnxruntime(model, feed), None
             except Exception as exc:  # the optimised model does not run: every output fails
-                actual, refusal = {}, error_line(exc)
+                actual, refusal = {}, native_reason(exc)
             for check in compare_outputs(expected, actual, self.rtol, self.atol):
                 check.run = run
                 if refusal and check.problem == MISSING:

@@ -4,17 +4,21 @@
 The file is Huawei's, not ours, so every edit is: located with libcst (only that list, in that
 function), written in the file's own layout (entries appended on a new line at the entries'
 indent, the previous last entry gaining its comma), checked by parsing the result, backed up
-once, written atomically, idempotent, and revertible byte for byte.
+once, written atomically under an exclusive lock (concurrent runs on one OPP lose no edit),
+idempotent, and revertible byte for byte.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
+import fcntl
 import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +28,7 @@ TRANSPOSE_FILE = Path("op_impl/built-in/ai_core/tbe/impl/dynamic/transpose.py")
 FUNCTION = "_by_dynamic_static_union_version"
 LIST_NAME = "white_list_shape"
 BACKUP_SUFFIX = ".onnx-opt.orig"
+LOCK_SUFFIX = ".onnx-opt.lock"
 
 
 @dataclass
@@ -58,11 +63,23 @@ def transpose_file(opp_dir: Path) -> Path:
 
 
 def add_shapes(opp_dir: Path, shapes: list[list[int]], *, dry_run: bool = False) -> WhitelistEdit:
-    """Append the shapes missing from ``white_list_shape``; back up the original once."""
+    """Append the shapes missing from ``white_list_shape``; back up the original once.
+
+    The backup, the read, the edit and the replace happen under an exclusive lock on a file
+    beside ``transpose.py``, so concurrent runs on one OPP each see the other's edit."""
     for shape in shapes:
         if not shape or any(not isinstance(d, int) or d <= 0 for d in shape):
             raise UserError(f"shape {shape} is not a list of positive integers")
     path = transpose_file(opp_dir)
+    planned = _edit(path, shapes, dry_run=True)  # a file laid out otherwise is refused before any lock
+    if dry_run or not planned.added:
+        return planned
+    _check_writable(path)
+    with _locked(path):
+        return _edit(path, shapes, dry_run=False)
+
+
+def _edit(path: Path, shapes: list[list[int]], *, dry_run: bool) -> WhitelistEdit:
     original = _read(path)
     span = _locate(original, path)
     added: list[list[int]] = []
@@ -91,7 +108,6 @@ def add_shapes(opp_dir: Path, shapes: list[list[int]], *, dry_run: bool = False)
     )
     if dry_run:
         return WhitelistEdit(path, added, present, diff, None, False)
-    _check_writable(path)
     backup = path.with_name(path.name + BACKUP_SUFFIX)
     if not backup.exists():
         _atomic_write(backup, path.read_bytes(), path)
@@ -106,8 +122,9 @@ def revert(opp_dir: Path) -> Path:
     if not backup.is_file():
         raise UserError(f"{path}: no backup {backup.name} to restore (onnx-opt never edited it, or it was reverted)")
     _check_writable(path)
-    _atomic_write(path, backup.read_bytes(), path)
-    backup.unlink()
+    with _locked(path):
+        _atomic_write(path, backup.read_bytes(), path)
+        backup.unlink()
     return path
 
 
@@ -209,6 +226,22 @@ def _find_lists(wrapper) -> list:
     finder = Finder()
     wrapper.visit(finder)
     return finder.lists
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``transpose.py.onnx-opt.lock`` beside ``path`` (the lock file
+    stays: removing it would let a waiter lock a file no one else sees)."""
+    lock = path.with_name(path.name + LOCK_SUFFIX)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UserError(f"{lock}: cannot create the lock file ({exc.strerror}); nothing was changed") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _check_writable(path: Path) -> None:

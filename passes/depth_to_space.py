@@ -157,7 +157,8 @@ class DecomposeDepthToSpace(_RemembersDims):
         layout = _layout_of(node)
         dims = _static_chw(self.dims_of(node.inputs[0], model, ctx))
         if dims is None:
-            return Skip(label, "needs static C, H and W of the input (fix them with simplify and --input-shape)")
+            reason = "needs static C, H and W of the input (fix them with simplify and --input-shape)"
+            return Skip(label, ctx.unknown_shape(reason, model))
         n, c, h, w = dims
         if b < 1 or c % (b * b):
             return Skip(label, f"blocksize {b} does not divide the {c} channels into b*b groups")
@@ -259,7 +260,9 @@ class FuseDepthToSpace(_RemembersDims):
             return "Reshape with allowzero=1 is not handled"
         dims = _static_chw(self.dims_of(first.inputs[0], model, ctx))
         if dims is None:
-            return "needs a 4-D input with static C, H and W (fix them with simplify and --input-shape)"
+            return ctx.unknown_shape(
+                "needs a 4-D input with static C, H and W (fix them with simplify and --input-shape)", model
+            )
         n, c, h, w = dims
         split = _resolve(const_ints(first.inputs[1]), [n, c, h, w])
         if split is None or len(split) != 6:

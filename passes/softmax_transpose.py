@@ -76,7 +76,7 @@ class SoftmaxTranspose(NodePass):
         x, t, s = first.inputs[0], first.outputs[0], node.outputs[0]
         rank = _rank(first, lambda: self.dims_of(x, model, ctx))
         if rank is None:
-            return Skip(label, "rank of the transposed tensor is unknown")
+            return Skip(label, ctx.unknown_shape("rank of the transposed tensor is unknown", model))
         p = _perm(first, rank)
         q = _perm(last, rank)
         if p is None or q is None:
@@ -94,9 +94,10 @@ class SoftmaxTranspose(NodePass):
         new_axis = p[axis]
         saved = min(opset, ctx.final_opset or opset)
         if saved < PER_AXIS_OPSET:
-            reason = _flattening_problem(self.dims_of(x, model, ctx), p, axis, new_axis, opset, saved)
+            dims = self.dims_of(x, model, ctx)
+            reason = _flattening_problem(dims, p, axis, new_axis, opset, saved)
             if reason:
-                return Skip(label, reason)
+                return Skip(label, reason if dims is not None else ctx.unknown_shape(reason, model))
         replacement = ir.node(node.op_type, [x], {"axis": new_axis}, name=node.name)
         replace_nodes([first, node, last], [replacement], last.outputs[0], replacement.outputs[0])
         same = getattr(self, "_same_dims", {})

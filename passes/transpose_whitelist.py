@@ -36,10 +36,11 @@ class TransposeWhitelist(Pass):
                 continue
             shape = ctx.shape_of(source, model)
             if shape is None:
-                skips.append(Skip(node_label(node), "input shape is not static (fix it with --input-shape)"))
+                reason = ctx.unknown_shape("input shape is not static (fix it with --input-shape)", model)
+                skips.append(Skip(node_label(node), reason))
                 continue
             nodes[node_label(node)] = shape
             if shape not in shapes:
                 shapes.append(shape)
         findings = {"transpose_shapes": shapes, "transpose_nodes": nodes}
-        return PassResult(model, skips=skips, findings=findings, matches=len(nodes) + len(skips))
+        return PassResult(model, skips=skips, findings=findings, found=len(nodes))

@@ -8,6 +8,7 @@ import click
 
 from optimizer.cli.console import progress, settings, stdout_console, verbosity_options
 from optimizer.cli.options import input_shape_option, verify_shape_option
+from optimizer.cli.passes_cmd import warn_about_plugins
 from optimizer.cli.toolchain_options import cann_version_option, report_failure
 from optimizer.errors import UserError
 
@@ -86,6 +87,7 @@ def auto_command(
         input_format=input_format, out_nodes=out_nodes, atc_args=list(extra_args), timeout_s=timeout, tune=tune,
         tune_bank=tune_bank, tune_timeout_s=tune_timeout, verbose=settings().verbose > 0,
     )
+    warn_about_plugins()
     try:
         with progress() as say:
             if backend == "ascend":

@@ -6,8 +6,18 @@ from pathlib import Path
 
 import click
 
-from optimizer.cli.console import check_folders, note, progress, settings, stdout_console, verbosity_options, write_json
+from optimizer.cli.console import (
+    check_folders,
+    check_outputs,
+    note,
+    progress,
+    settings,
+    stdout_console,
+    verbosity_options,
+    write_json,
+)
 from optimizer.cli.options import input_shape_option, pipeline_options, verify_shape_option
+from optimizer.cli.passes_cmd import warn_about_plugins
 
 
 @click.command("optimize")
@@ -73,6 +83,8 @@ def optimize_command(
     from optimizer.optimize import OptimizeOptions, optimize
 
     check_folders(report)
+    models = {"the input model": model, "-o": output}
+    check_outputs({"--report": report}, inputs={"--plan": plan_path, "--inputs": inputs}, models=models)
     options = OptimizeOptions(
         input=model,
         output=output,
@@ -93,6 +105,7 @@ def optimize_command(
     )
     if plan_path is not None:
         options = _replay(plan_path, model, options)
+    warn_about_plugins()
     with progress() as say:
         result = optimize(options, say)
     if report is not None:
@@ -100,7 +113,11 @@ def optimize_command(
     if not settings().quiet:
         print_summary(result)
     failed = result.verification is not None and not result.verification.ok
-    return 1 if failed or (strict and result.problems()) else 0
+    if strict and result.problems() and not failed:
+        for record in result.problems():
+            click.echo(f"onnx-opt: --strict: pass {record.name} {record.status}: {record.reason}", err=True)
+        return 1
+    return 1 if failed else 0
 
 
 def _replay(plan_path: Path, model: Path, options):

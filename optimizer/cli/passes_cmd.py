@@ -9,18 +9,25 @@ import click
 from optimizer.cli.console import note, stdout_console, verbosity_options
 
 
+def warn_about_plugins() -> None:
+    """One warning line per plugin that failed to load; every verb that runs passes calls it."""
+    from optimizer.registry import load_warnings
+
+    for warning in load_warnings():
+        note(f"onnx-opt: warning: {warning}")
+
+
 @click.command("passes")
 @verbosity_options
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def passes_command(as_json: bool) -> int:
     """List the registered passes (built-ins and plugins) and the targets' pipelines."""
-    from optimizer.registry import all_passes, load_warnings
+    from optimizer.registry import all_passes
     from optimizer.targets import load_target, target_names
 
     rows = [describe(cls) for cls in all_passes().values()]
     targets = [load_target(name) for name in target_names()]
-    for warning in load_warnings():
-        note(f"warning: {warning}")
+    warn_about_plugins()
     if as_json:
         data = {
             "passes": rows,

@@ -8,6 +8,7 @@ import click
 
 from optimizer.cli.console import check_folders, settings, stdout_console, verbosity_options
 from optimizer.cli.options import input_shape_option
+from optimizer.cli.passes_cmd import warn_about_plugins
 
 
 @click.command("plan")
@@ -40,6 +41,7 @@ def plan_command(
     from profiles.read import read_profile
 
     check_folders(output)
+    warn_about_plugins()
     plan = make_plan(read_profile(profile_path), model, target, input_shapes=input_shapes, top=top)
     if output is not None:
         write_plan(plan, output)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from optimizer.errors import UserError, error_line
+from optimizer.errors import UserError
 from profiles.statistics import CONFIDENCE, MIN_GAIN, RatioEstimate, describe, estimate
 
 Runner = Callable[[], float]  # one run of a model; returns its time in seconds on the runner's clock
@@ -122,29 +122,30 @@ class OnnxruntimeRunners:
                 "inferences_per_sample": dict(self.repeats)}
 
     def __call__(self, model: Any) -> Runner:
-        import onnxruntime as ort
+        from optimizer.ort_session import cpu_session, native_reason, onnxruntime, session_options
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = {
+        ort = onnxruntime()
+        levels = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[self.graph_optimization]
-        options.log_severity_level = 3
-        source = self._source(model)
-        try:
-            session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise UserError(f"{_name(model)}: onnxruntime cannot run it: {error_line(exc)}") from None
+        }
+        options = session_options(
+            intra_op_num_threads=self.threads,
+            inter_op_num_threads=1,
+            execution_mode=ort.ExecutionMode.ORT_SEQUENTIAL,
+            graph_optimization_level=levels[self.graph_optimization],
+        )
         timer = time.thread_time if self.clock == "thread-cpu" else time.perf_counter
         feeds = self.feeds
-        session.run(None, feeds)
-        started = timer()
-        session.run(None, feeds)
+        try:
+            session = cpu_session(self._source(model), options)
+            session.run(None, feeds)
+            started = timer()
+            session.run(None, feeds)
+        except Exception as exc:  # the model, or these inputs, onnxruntime cannot run: bad input
+            raise UserError(f"{_name(model)}: onnxruntime cannot run it: {native_reason(exc)}") from None
         once = max(timer() - started, 1e-7)
         repeats = min(MAX_REPEATS, max(1, math.ceil(self.min_sample_s / once)))
         self.repeats[_name(model)] = repeats

@@ -228,3 +228,30 @@ def test_a_chain_is_rewritten_in_one_run(name, form):
     so the second pattern's input (the first one's new output) had no shape, was refused, and
     a second run changed it: the pass was not idempotent."""
     check_pass(name, chain_of_two(form), expect_changes=2)
+
+
+def test_a_shape_inference_error_is_the_reason_given_not_swallowed():
+    """The Skip says why the shape is unknown: the MatMul before the DepthToSpace cannot be inferred."""
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["r"], name="matmul"),
+        helper.make_node("DepthToSpace", ["r"], ["y"], blocksize=2, name="d2s"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 8, 2, 3])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(np.ones((5, 4), np.float32), "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    from optimizer.manager import PassManager
+    from optimizer.passapi import PassContext
+    from optimizer.targets import load_target
+
+    run = PassManager(["decompose-depth-to-space"], PassContext(load_target("onnxruntime"))).run(
+        ir.serde.deserialize_model(model)
+    )
+    [skip] = run.records[0].skips
+    assert skip["reason"].startswith("needs static C, H and W of the input")
+    cause = "(onnx shape inference: (op_type:MatMul, node name: matmul): [ShapeInferenceError] Incompatible"
+    assert cause in skip["reason"]

@@ -2,6 +2,7 @@ import ast
 import os
 import shutil
 import stat
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -150,9 +151,48 @@ def test_idempotent_backup_once_and_revert_restores_every_byte(tmp_path):
     assert digest(backup) == original  # backed up once, before the first edit
     assert whitelist.revert(opp) == path
     assert digest(path) == original and not backup.exists()
-    assert sorted(p.name for p in path.parent.iterdir()) == ["transpose.py"]  # no temporary files
+    names = sorted(p.name for p in path.parent.iterdir())
+    assert names == ["transpose.py", "transpose.py.onnx-opt.lock"]  # no temporary files; the lock file stays
     with pytest.raises(UserError, match="no backup"):
         whitelist.revert(opp)
+
+
+def test_concurrent_edits_of_one_opp_keep_every_shape(tmp_path, monkeypatch):
+    """Two runs at once: the first pauses just before it replaces the file. Without the lock the
+    second reads the unedited file and writes, the first then writes its own edit over it, and the
+    second's shape is lost."""
+    opp = opp_with(tmp_path)
+    path = opp / whitelist.TRANSPOSE_FILE
+    original = digest(path)
+    paused, release, second_done = threading.Event(), threading.Event(), threading.Event()
+    real_write = whitelist._atomic_write
+
+    def write(target, data, mode_from):
+        if threading.current_thread().name == "first" and target.name == path.name:
+            paused.set()
+            release.wait()
+        real_write(target, data, mode_from)
+
+    monkeypatch.setattr(whitelist, "_atomic_write", write)
+    results = {}
+
+    def edit(shape):
+        results[threading.current_thread().name] = whitelist.add_shapes(opp, [shape])
+        if threading.current_thread().name == "second":
+            second_done.set()
+
+    first = threading.Thread(target=edit, args=([4, 4],), name="first")
+    second = threading.Thread(target=edit, args=([6, 6],), name="second")
+    first.start()
+    paused.wait()
+    second.start()
+    second_done.wait(timeout=2)  # with the lock the second run waits for the first; only a bound
+    release.set()
+    first.join()
+    second.join()
+    assert results["first"].added == [[4, 4]] and results["second"].added == [[6, 6]]
+    assert whitelist.listed_shapes(path)[-2:] == [[4, 4], [6, 6]]
+    assert digest(path.with_name(path.name + whitelist.BACKUP_SUFFIX)) == original  # from the unedited file
 
 
 def test_dry_run_shows_a_diff_and_writes_nothing(tmp_path, cli):
