@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import stat
+import re
+import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +15,14 @@ import onnx
 import onnx_ir as ir
 
 from optimizer.errors import UserError, error_line
+from profiles.atomic import is_stream, place_new, remove_stale, replace_atomic, staging_folder, write_problem
 
 # Protobuf cannot serialise a message above 2 GiB: past this the weights must go to external data.
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3
 # Tensors at least this large go to the external data file when one is written.
 EXTERNAL_TENSOR_MIN_BYTES = 1024
+STAGING_PREFIX = ".onnx-opt-"  # staging folders beside an output: .onnx-opt-<pid>-<random>
+VERIFY_PREFIX = "onnx-opt-verify-"  # copies for onnxruntime in the temporary folder, named alike
 
 
 def load_model(path: str | os.PathLike) -> ir.Model:
@@ -29,6 +34,7 @@ def load_model(path: str | os.PathLike) -> ir.Model:
     """
     path = Path(path)
     proto = load_proto(path)
+    check_supported(proto, path)
     check_external_data(proto, path.parent)
     try:
         onnx.checker.check_model(str(path))
@@ -56,6 +62,32 @@ def load_proto(path: Path) -> onnx.ModelProto:
     return proto
 
 
+def check_supported(proto: onnx.ModelProto, path: Path) -> None:
+    """Refuse what onnx-ir and onnxruntime cannot take: sparse initializers and sparse tensor
+    attributes (anywhere), and negative dims in the declared shapes of the main graph's inputs."""
+    for graph in _all_graphs(proto):
+        for sparse in graph.sparse_initializer:
+            raise UserError(
+                f"{path}: '{sparse.values.name}' is a sparse initializer, which onnx-opt cannot load; "
+                "store it as a dense initializer"
+            )
+    for node in _all_nodes(proto):
+        for attr in node.attribute:
+            if attr.HasField("sparse_tensor") or len(attr.sparse_tensors):
+                raise UserError(
+                    f"{path}: node '{node.name}' ({node.op_type}) has a sparse tensor attribute '{attr.name}', "
+                    "which onnx-opt cannot load; use a dense one"
+                )
+    for value in proto.graph.input:
+        dims = value.type.tensor_type.shape.dim if value.type.HasField("tensor_type") else []
+        for axis, dim in enumerate(dims):
+            if dim.HasField("dim_value") and dim.dim_value < 0:
+                raise UserError(
+                    f"{path}: input '{value.name}' declares dim {dim.dim_value} on axis {axis}; a size cannot be "
+                    "negative (a dynamic dim is a name, e.g. 'batch')"
+                )
+
+
 def check_external_data(proto: onnx.ModelProto, folder: Path) -> None:
     """Refuse external-data locations outside ``folder``, and missing or short data files."""
     root = folder.resolve()
@@ -81,34 +113,149 @@ def check_external_data(proto: onnx.ModelProto, folder: Path) -> None:
 
 
 def save_model(model: ir.Model, path: str | os.PathLike, *, external_data: bool | None = None) -> list[Path]:
-    """Save ``model`` to ``path`` atomically and return the files written.
+    """Save ``model`` to ``path`` atomically and return the files written (the model first).
 
-    Everything is written into a temporary folder beside ``path`` and renamed into place,
-    so a failure never leaves a half-written file. External data (``<name>.data`` beside
-    the model) is used when ``external_data`` is True, or, when it is None, when the model
-    already holds external tensors or its weights exceed protobuf's 2 GiB limit.
+    Everything is written into a staging folder beside ``path`` (``.onnx-opt-<pid>-*``, removed
+    on every exit path) and renamed into place. External data is used when ``external_data`` is
+    True, or, when it is None, when the model already holds external tensors or its weights
+    exceed protobuf's 2 GiB limit. The model and its data are replaced as one unit: the data goes
+    to ``<name>.data`` when no such file exists, else to a new ``<name>.<random>.data``; the model
+    that references it is renamed into place last, and only then is the data file the old model
+    referenced removed (when onnx-opt named it). At every instant ``path`` is the old pair or the
+    new one. A symbolic link ``path`` is followed.
     """
-    path = Path(path)
+    given = Path(path)
+    path = Path(os.path.realpath(given))  # a symbolic link is followed: its file is replaced
+    check_output(path)
     folder = path.parent
-    if not folder.is_dir():
-        raise UserError(f"{path}: output folder {folder} does not exist")
     if external_data is None:
         external_data = has_external_data(model) or weight_bytes(model) > EXTERNAL_DATA_THRESHOLD
-    written = []
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".onnx-opt-") as tmp:
-        staged = Path(tmp) / path.name
+    old_data = own_data_files(path)
+    written = [given]
+    with staging_folder(folder, STAGING_PREFIX) as tmp:
+        staged = tmp / path.name
         if external_data:
-            data_name = path.name + ".data"
-            ir.save(model, staged, external_data=data_name, size_threshold_bytes=EXTERNAL_TENSOR_MIN_BYTES)
-            os.replace(Path(tmp) / data_name, folder / data_name)
-            written.append(folder / data_name)
+            name = path.name + ".data"
+            if os.path.lexists(folder / name):
+                name = f"{path.name}.{secrets.token_hex(4)}.data"
+            ir.save(model, staged, external_data=name, size_threshold_bytes=EXTERNAL_TENSOR_MIN_BYTES)
+            try:
+                place_new(tmp / name, folder / name)
+            except FileExistsError:
+                raise UserError(
+                    f"{folder / name} appeared while saving (another process writing {path}?); nothing was replaced"
+                ) from None
+            old_data.discard(folder / name)
+            written.append((folder if given.is_symlink() else given.parent) / name)
         else:
             ir.save(_with_inline_weights(model), staged)
-        if path.exists():
-            os.chmod(staged, stat.S_IMODE(path.stat().st_mode))
-        os.replace(staged, path)
-    written.insert(0, path)
+        replace_atomic(staged, path)
+    for data in old_data:
+        with contextlib.suppress(OSError):  # the new pair is in place: a leftover is no failure
+            data.unlink(missing_ok=True)
     return written
+
+
+def check_output(path: str | os.PathLike, option: str = "-o") -> None:
+    """Refuse, with a :class:`UserError` naming ``option``, a model output that cannot be written: a
+    missing or read-only folder, a directory, a device, a FIFO or a socket (a model is only ever a
+    regular file)."""
+    problem = write_problem(path, streams=False)
+    if problem:
+        raise UserError(f"{option} {path}: {problem}")
+
+
+def check_outputs(
+    outputs: Mapping[str, Path | None],
+    *,
+    inputs: Mapping[str, Path | None] | None = None,
+    models: Mapping[str, Path | None] | None = None,
+) -> None:
+    """Refuse, with a :class:`UserError` and before any work, files a verb would write (``outputs``,
+    keyed by the option that names them) that cannot be written (a missing or read-only folder,
+    a directory, a socket) or that would destroy another file of the run: one of ``inputs``, one
+    of ``models`` (the input and the output model), an external-data file such a model references
+    or a save of it would write, or another of ``outputs``. Paths are compared after following
+    symbolic links; a character device or a FIFO clashes with nothing (it is written through).
+    """
+    for label, path in outputs.items():
+        if path is not None and (problem := write_problem(path)):
+            raise UserError(f"{label} {path}: {problem}")
+    protected: dict[Path, str] = {}
+    for label, path in (inputs or {}).items():
+        if path is not None:
+            protected.setdefault(_real(path), f"{label} {path}")
+    models = {label: path for label, path in (models or {}).items() if path is not None}
+    for label, path in models.items():
+        protected.setdefault(_real(path), f"{label} {path}")
+    existing = any(_real(path).is_file() for path in outputs.values() if path is not None)
+    for label, path in models.items() if existing else ():  # only a file that exists can be data
+        for data in referenced_files(path):
+            protected.setdefault(data, f"{data}, the external data of {label} {path}")
+    seen: dict[Path, str] = {}
+    for label, path in outputs.items():
+        if path is None or is_stream(path):
+            continue
+        target = _real(path)
+        if target in protected:
+            raise UserError(f"{label} {path} would overwrite {protected[target]}; give another file name")
+        for model_label, model in models.items():
+            if is_data_name(_real(model), target):
+                raise UserError(
+                    f"{label} {path} is where {model_label} {model} keeps its external data; give another file name"
+                )
+        if target in seen:
+            raise UserError(f"{label} {path} and {seen[target]} are the same file; give two names")
+        seen[target] = f"{label} {path}"
+
+
+def referenced_files(path: str | os.PathLike) -> list[Path]:
+    """The external-data files the ONNX model at ``path`` references (resolved), or [] when it is
+    missing or unreadable. Locations that escape the model's folder are left out."""
+    path = Path(os.path.realpath(path))
+    if not path.is_file():
+        return []
+    try:
+        proto = onnx.load_model(str(path), load_external_data=False)
+    except Exception:  # not a model: it references nothing
+        return []
+    files = []
+    for tensor in _all_tensors(proto):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
+            data = Path(os.path.realpath(path.parent / location)) if location and not os.path.isabs(location) else None
+            if data is not None and data.parent == path.parent and data not in files:
+                files.append(data)
+    return files
+
+
+def clean_stale_staging(folder: str | os.PathLike) -> list[str]:
+    """Remove the staging folders a killed onnx-opt left in ``folder`` (and its verification copies
+    in the temporary folder); one line saying so, if any."""
+    removed = remove_stale(folder, STAGING_PREFIX) + remove_stale(tempfile.gettempdir(), VERIFY_PREFIX)
+    if not removed:
+        return []
+    names = ", ".join(str(path) for path in removed)
+    return [f"removed {len(removed)} staging folder(s) left by onnx-opt runs that were killed: {names}"]
+
+
+def own_data_files(path: str | os.PathLike) -> set[Path]:
+    """The external-data files of the model at ``path`` that onnx-opt named (``<name>.data``,
+    ``<name>.<random>.data``): the files a save to ``path`` removes once the new model is in place."""
+    path = Path(os.path.realpath(path))
+    try:
+        if not any(is_data_name(path, Path(entry.path)) for entry in os.scandir(path.parent)):
+            return set()  # nothing to remove: no need to read the model
+    except OSError:
+        return set()
+    return {data for data in referenced_files(path) if is_data_name(path, data)}
+
+
+def is_data_name(model: Path, data: Path) -> bool:
+    """Whether ``data`` is a name a save of ``model`` gives its external data: ``<name>.data`` or
+    ``<name>.<8 hex digits>.data`` in the model's folder."""
+    pattern = re.escape(model.name) + r"(\.[0-9a-f]{8})?\.data"
+    return data.parent == model.parent and re.fullmatch(pattern, data.name) is not None
 
 
 def check_model(model: ir.Model) -> None:
@@ -118,7 +265,7 @@ def check_model(model: ir.Model) -> None:
     working directory for in-memory models). Models whose in-memory weights exceed
     protobuf's 2 GiB limit cannot be serialised for the checker and are checked on load.
     """
-    external = list(_external_tensors(model))
+    external = list(external_tensors(model))
     if weight_bytes(model) - sum(tensor.nbytes for tensor in external) > EXTERNAL_DATA_THRESHOLD:
         return
     proto = ir.serde.serialize_model(model)
@@ -136,12 +283,16 @@ def check_model(model: ir.Model) -> None:
 
 def has_external_data(model: ir.Model) -> bool:
     """Whether any initializer of the model lives in an external data file."""
-    return any(True for _ in _external_tensors(model))
+    return any(True for _ in external_tensors(model))
 
 
 def weight_bytes(model: ir.Model) -> int:
     """Total size in bytes of every initializer, subgraphs included."""
     return sum(v.const_value.nbytes for v in _initializers(model) if v.const_value is not None)
+
+
+def _real(path: str | os.PathLike) -> Path:
+    return Path(os.path.realpath(path))
 
 
 def _with_inline_weights(model: ir.Model) -> ir.Model:
@@ -157,29 +308,45 @@ def _initializers(model: ir.Model) -> Iterator[ir.Value]:
         yield from graph.initializers.values()
 
 
-def _external_tensors(model: ir.Model) -> Iterator[ir.ExternalTensor]:
+def external_tensors(model: ir.Model) -> Iterator[ir.ExternalTensor]:
+    """Every initializer of ``model`` (subgraphs included) that lives in an external data file."""
     for value in _initializers(model):
         if isinstance(value.const_value, ir.ExternalTensor):
             yield value.const_value
 
 
-def _all_tensors(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+def _all_graphs(proto: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
+    """The main graph and every subgraph of a node attribute (in functions too)."""
     graphs = [proto.graph]
     nodes = [node for function in proto.functions for node in function.node]
     while graphs or nodes:
         if graphs:
             graph = graphs.pop()
-            yield from graph.initializer
-            yield from (sparse.values for sparse in graph.sparse_initializer)
+            yield graph
             nodes.extend(graph.node)
             continue
         for attr in nodes.pop().attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
             if attr.HasField("g"):
                 graphs.append(attr.g)
             graphs.extend(attr.graphs)
+
+
+def _all_nodes(proto: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
+    for function in proto.functions:
+        yield from function.node
+    for graph in _all_graphs(proto):
+        yield from graph.node
+
+
+def _all_tensors(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    for graph in _all_graphs(proto):
+        yield from graph.initializer
+        yield from (sparse.values for sparse in graph.sparse_initializer)
+    for node in _all_nodes(proto):
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
 
 
 def _tensor_nbytes(tensor: onnx.TensorProto) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +14,15 @@ import onnx_ir as ir
 from optimizer import __version__
 from optimizer.errors import UserError
 from optimizer.manager import DROPPED, FAILED, PassManager, PassRecord, cleanup, count_nodes
-from optimizer.modelio import has_external_data, load_model, save_model
+from optimizer.modelio import (
+    check_output,
+    clean_stale_staging,
+    external_tensors,
+    has_external_data,
+    load_model,
+    own_data_files,
+    save_model,
+)
 from optimizer.opset import convert_opset, supported_opsets
 from optimizer.passapi import PassContext, model_opset
 from optimizer.registry import all_passes, get_pass
@@ -99,6 +108,7 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
         clock = now
 
     output = _output_path(options)
+    stale = clean_stale_staging(output.parent) if output is not None and not options.dry_run else []
     low, high = supported_opsets()
     if options.opset is not None and not low <= options.opset <= high:
         raise UserError(f"--opset {options.opset}: onnx-opt converts to opsets {low} to {high}")
@@ -109,7 +119,7 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
     say("loading model")
     original = load_model(options.input)
     start = original.clone()
-    notes: list[str] = []
+    notes: list[str] = stale
     fixed = fix_input_shapes(start, options.input_shapes)
     if fixed:
         notes.append(f"fixed input shapes (--input-shape, as ATC fixes them): {'; '.join(fixed)}")
@@ -259,29 +269,38 @@ def _downgrade(model: ir.Model, options: OptimizeOptions) -> ir.Model:
 
 
 def _output_path(options: OptimizeOptions) -> Path | None:
+    """The model to write (None for a dry run without -o), refused before any work when it is the
+    input without --in-place, a directory, a device, or in a missing or read-only folder."""
     if options.in_place:
         if options.output is not None and options.output.resolve() != options.input.resolve():
             raise UserError("give either -o OUT or --in-place, not both")
-        return options.input
-    if options.output is None:
+        output = options.input
+    elif options.output is None:
         if options.dry_run:
             return None
         raise UserError("no output: give -o OUT (or --in-place to overwrite the input)")
-    if options.output.exists() and options.input.exists() and options.output.resolve() == options.input.resolve():
+    elif options.output.exists() and options.input.exists() and options.output.resolve() == options.input.resolve():
         raise UserError(f"-o {options.output} is the input; pass --in-place to overwrite it")
-    if options.output.is_dir():
+    elif options.output.is_dir():
         raise UserError(f"-o {options.output} is a directory; give a file name")
-    return options.output
+    else:
+        output = options.output
+    if not options.dry_run:
+        check_output(output, "--in-place" if options.in_place else "-o")
+    return output
 
 
 def _check_external_data_clash(source: Path, output: Path, model: ir.Model) -> None:
-    data = (output.parent / (output.name + ".data")).resolve()
-    for graph in model.graphs():
-        for value in graph.initializers.values():
-            tensor = value.const_value
-            if (
-                isinstance(tensor, ir.ExternalTensor)
-                and Path(tensor.path).resolve() == data
-                and output.resolve() != source.resolve()
-            ):
-                raise UserError(f"-o {output} would overwrite {data}, the input's external data")
+    """Refuse an output that is the input's external data, or whose save would remove it (the
+    data file of an earlier output there, which the input also reads)."""
+    data = {Path(os.path.realpath(tensor.path)) for tensor in external_tensors(model)}
+    target = Path(os.path.realpath(output))
+    if target in data:
+        raise UserError(f"-o {output} is the external data of the input {source}; give another file name")
+    if target == Path(os.path.realpath(source)):
+        return
+    for shared in sorted(data & own_data_files(output)):
+        raise UserError(
+            f"-o {output} would remove {shared}, which the input {source} reads as external data; "
+            "give another output name"
+        )

@@ -10,7 +10,8 @@ def parse_input_shapes(text: str | None) -> dict[str, list[int]]:
 
     Names may themselves hold ``:`` (``input:0``); the dims follow the last one.
     Dims must be non-negative integers: ranges (``1~8``) and ``-1`` are refused
-    because a verification run needs concrete shapes.
+    because a verification run needs concrete shapes. An empty entry (``a:1;;b:2``, a lone
+    ``;``) is refused: it is a typo, not a shape.
     """
     if text is None or not text.strip():
         return {}
@@ -18,7 +19,7 @@ def parse_input_shapes(text: str | None) -> dict[str, list[int]]:
     for item in text.split(";"):
         item = item.strip()
         if not item:
-            continue
+            raise UserError(f"--input-shape: empty entry in '{text}'; give 'name:d0,d1,...' entries separated by ';'")
         name, sep, dims_text = item.rpartition(":")
         name = name.strip()
         if not sep or not name:
@@ -55,18 +56,23 @@ def fix_input_shapes(model, shapes: dict[str, list[int]]) -> list[str]:
         if value is None:
             raise UserError(f"--input-shape names '{name}', which is not an input (inputs: {', '.join(inputs)})")
         old = value.shape
-        if old is not None:
-            if len(old) != len(dims):
-                raise UserError(f"--input-shape gives input '{name}' rank {len(dims)}; the model has rank {len(old)}")
-            for axis, (have, want) in enumerate(zip(old, dims, strict=True)):
-                if isinstance(have, int) and have != want:
-                    raise UserError(
-                        f"--input-shape gives input '{name}' dim {want} on axis {axis}; the model fixes {have}"
-                    )
+        check_shape(name, None if old is None else list(old), dims, "--input-shape")
         if old is None or list(old) != list(dims):
             value.shape = ir.Shape(dims)
             changed.append(f"{name}: {_dims_text(old)} -> {dims}")
     return changed
+
+
+def check_shape(name: str, declared: list | None, dims: list[int], option: str) -> None:
+    """Refuse ``dims`` given with ``option`` for input ``name`` when they contradict its declared
+    shape (``None`` when the model gives none): another rank, or another size on a static axis."""
+    if declared is None:
+        return
+    if len(declared) != len(dims):
+        raise UserError(f"{option} gives input '{name}' rank {len(dims)}; the model has rank {len(declared)}")
+    for axis, (have, want) in enumerate(zip(declared, dims, strict=True)):
+        if isinstance(have, int) and have != want:
+            raise UserError(f"{option} gives input '{name}' dim {want} on axis {axis}; the model fixes {have}")
 
 
 def _dims_text(shape) -> str:

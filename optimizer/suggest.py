@@ -4,7 +4,7 @@ that changes only other nodes does not count, see :mod:`optimizer.loop.candidate
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -20,6 +20,50 @@ class Suggestion:
     passes: list[str] = field(default_factory=list)
     matching: list[str] | None = None  # None without a model
     refusals: dict[str, str] = field(default_factory=dict)  # pass -> why it left a candidate
+
+
+@dataclass
+class HotspotReport:
+    """What ``onnx-opt hotspots`` shows: the hot op types with their passes, the hottest nodes, and the
+    target of the dry run (None without a model)."""
+
+    source: str
+    target: object | None  # optimizer.loop.candidates.TargetChoice
+    total_us: float
+    suggestions: list[Suggestion]
+    nodes: list  # profiles.hotspots.HotNode
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (``hotspots --json``)."""
+        return {
+            "source": self.source,
+            "target": None if self.target is None else {"name": self.target.name, "chosen": self.target.how},
+            "total_us": self.total_us,
+            "op_types": [asdict(s) for s in self.suggestions],
+            "nodes": [asdict(n) for n in self.nodes],
+        }
+
+
+def hotspot_report(
+    profile_path: Path,
+    *,
+    model_path: Path | None = None,
+    target: str | None = None,
+    top: int = 10,
+    input_shapes: dict[str, list[int]] | None = None,
+) -> HotspotReport:
+    """Read a profile and say where its time goes and which passes aim at it; given the model, which
+    of them would change it, dry-run for ``target`` (default: inferred from the profile)."""
+    from optimizer.loop.candidates import choose_target
+    from profiles.hotspots import hotspots
+    from profiles.read import read_profile
+
+    profile = read_profile(profile_path)
+    hot = hotspots(profile, top)
+    choice = choose_target(profile, target) if model_path is not None else None
+    suggestions = suggest_passes(profile, model_path=model_path, target=choice.name if choice else "onnxruntime",
+                                 top=top, input_shapes=input_shapes)
+    return HotspotReport(profile.source, choice, hot.total_us, suggestions, hot.nodes)
 
 
 def suggest_passes(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,8 +16,10 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.errors import UserError
-from optimizer.modelio import has_external_data, save_model
+from optimizer.modelio import EXTERNAL_DATA_THRESHOLD, VERIFY_PREFIX, external_tensors, save_model, weight_bytes
 from optimizer.shape_inference import not_static
+from optimizer.shapes import check_shape
+from profiles.atomic import staging_folder
 
 # Default (rtol, atol) by output dtype (numpy / ml_dtypes name). Complex values are compared by
 # the modulus of the difference, like the float of their parts. 8- and 4-bit floats: one step of
@@ -37,6 +41,8 @@ TOLERANCES: dict[str, tuple[float, float]] = {
 EXACT = "exact"
 WITHIN_TOLERANCE = "|a - b| <= atol + rtol * |a|"
 INTEGER_RANGE = (0, 3)  # small and non-negative: safe as indices, token ids and counts
+INPUT_MEMORY_SHARE = 0.25  # random inputs may take this share of the memory available
+FALLBACK_MEMORY = 8 * 1024**3  # assumed available when the system does not say
 MISSING = "missing from the optimised model"
 # onnxruntime's Python binding turns these tensor types into numpy arrays; any other tensor type
 # (bfloat16, float8, int4, ...) is read from the raw buffer. float8e4m3fn would come back as uint8.
@@ -87,16 +93,14 @@ class OutputCheck:
 def input_specs(model: ir.Model, input_shapes: dict[str, list[int]]) -> list[InputSpec]:
     """Inputs to feed, with shapes from ``input_shapes`` or the model's static shapes.
 
-    A dynamic dimension not covered by ``input_shapes`` is a :class:`UserError` naming it.
+    A dynamic dimension not covered by ``input_shapes``, and a shape that contradicts the
+    model's (rank, static sizes), is a :class:`UserError` naming it.
     """
     specs = []
     for spec, value in zip(declared_inputs(model), _fed_inputs(model), strict=True):
         if spec.name in input_shapes:
             dims = input_shapes[spec.name]
-            if spec.shape is not None and len(spec.shape) != len(dims):
-                raise UserError(
-                    f"--input-shape gives input '{spec.name}' rank {len(dims)}; the model has rank {len(spec.shape)}"
-                )
+            check_shape(spec.name, spec.shape, dims, "--input-shape")
         elif reason := not_static(value):
             raise UserError(f"{reason}; give its shape with --input-shape {spec.name}:...")
         else:
@@ -121,23 +125,67 @@ def _fed_inputs(model: ir.Model) -> list[ir.Value]:
 
 
 def random_inputs(specs: list[InputSpec], seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded random inputs of the right dtype: normal floats, small non-negative ints, fair bools."""
+    """Seeded random inputs of the right dtype: normal floats, small non-negative ints, fair bools.
+
+    Each is drawn in its own dtype (float16, bfloat16 and the 8-bit floats from float32), after
+    :func:`check_input_memory` has refused inputs too large to allocate.
+    """
     rng = np.random.default_rng(seed)
-    feeds = {}
     for spec in specs:
         if spec.shape is None or not all(isinstance(dim, int) for dim in spec.shape):
             raise UserError(f"input '{spec.name}' has no concrete shape {_dims(spec.shape)}")
+    check_input_memory(specs)
+    feeds = {}
+    for spec in specs:
         if spec.dtype == np.bool_:
-            feeds[spec.name] = np.asarray(rng.random(spec.shape) < 0.5)
+            feeds[spec.name] = rng.integers(0, 2, size=spec.shape, dtype=np.bool_)
         elif np.issubdtype(spec.dtype, np.integer):
-            feeds[spec.name] = np.asarray(rng.integers(*INTEGER_RANGE, size=spec.shape), dtype=spec.dtype)
+            feeds[spec.name] = rng.integers(*INTEGER_RANGE, size=spec.shape, dtype=spec.dtype)
+        elif spec.dtype in (np.float32, np.float64):
+            feeds[spec.name] = rng.standard_normal(spec.shape, dtype=spec.dtype)
         elif np.issubdtype(spec.dtype, np.floating) or str(spec.dtype) in TOLERANCES:
-            feeds[spec.name] = np.asarray(rng.standard_normal(spec.shape)).astype(spec.dtype)
+            drawn = np.float64 if spec.dtype == np.complex128 else np.float32
+            feeds[spec.name] = rng.standard_normal(spec.shape, dtype=drawn).astype(spec.dtype)
         else:
             raise UserError(
                 f"cannot make random data for input '{spec.name}' of type {spec.dtype}; give --inputs FILE.npz"
             )
     return feeds
+
+
+def check_input_memory(specs: list[InputSpec]) -> None:
+    """Refuse, before allocating anything, concrete inputs that together need more than
+    :data:`INPUT_MEMORY_SHARE` of the memory available (one line naming the largest)."""
+    sizes = {spec.name: math.prod(spec.shape) * max(spec.dtype.itemsize, 4) for spec in specs}  # with the draw
+    total, limit = sum(sizes.values()), available_memory() * INPUT_MEMORY_SHARE
+    if total <= limit:
+        return
+    name = max(sizes, key=sizes.__getitem__)
+    spec = next(spec for spec in specs if spec.name == name)
+    what = f"input '{name}' at shape {_dims(spec.shape)} ({spec.dtype}) needs {_size(sizes[name])}"
+    if len(sizes) > 1:
+        what = f"the random inputs need {_size(total)} ({what})"
+    raise UserError(
+        f"{what}, more than the {_size(limit)} they may take ({INPUT_MEMORY_SHARE:.0%} of the memory available): "
+        "give smaller dims (--input-shape, --verify-shape)"
+    )
+
+
+def available_memory() -> int:
+    """Bytes of memory available: MemAvailable (Linux), within the cgroup's limit when there is one."""
+    available = FALLBACK_MEMORY
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        available = int(next(line for line in meminfo if line.startswith("MemAvailable:")).split()[1]) * 1024
+    with contextlib.suppress(OSError, ValueError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            available = min(available, int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    return available
+
+
+def _size(nbytes: float) -> str:
+    return f"{nbytes / 1024**3:.1f} GiB" if nbytes >= 1024**3 else f"{nbytes / 1024**2:.1f} MiB"
 
 
 def load_inputs(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
@@ -191,20 +239,40 @@ def run_onnxruntime(model: ir.Model | Path, feeds: dict[str, np.ndarray]) -> dic
 def onnxruntime_runner(model: ir.Model | Path) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
     """One onnxruntime CPU session on ``model``, as a function from feeds to outputs by name
     (as :func:`run_onnxruntime` returns them), to run it on several inputs."""
-    import onnxruntime as ort
+    from optimizer.ort_session import cpu_session, onnxruntime, session_options
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 4  # failures are raised and reported by the caller, not logged
-    with tempfile.TemporaryDirectory(prefix="onnx-opt-verify-") as tmp:
-        if isinstance(model, Path):
-            source: str | bytes = str(model)
-        elif has_external_data(model):
-            source = str(save_model(model, Path(tmp) / "model.onnx")[0])
-        else:
-            source = ir.serde.serialize_model(model).SerializeToString()
-        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    options = session_options(graph_optimization_level=onnxruntime().GraphOptimizationLevel.ORT_DISABLE_ALL)
+    with session_source(model, options) as source:
+        session = cpu_session(source, options)
         yield lambda feeds: _run(session, feeds)
+
+
+@contextlib.contextmanager
+def session_source(model: ir.Model | Path, options: Any) -> Iterator[str | bytes]:
+    """What to give ``onnxruntime.InferenceSession`` for ``model``: a file's path; an in-memory
+    model's bytes, its external weights read where they lie (``options`` is told the folder);
+    only when that cannot be (weights in several folders, or too large to serialise), a copy in
+    a staging folder of the temporary folder, removed on every exit path."""
+    if isinstance(model, Path):
+        yield str(model)
+    elif folder := _data_folder(model):
+        options.add_session_config_entry("session.model_external_initializers_file_folder_path", folder)
+        yield ir.serde.serialize_model(model).SerializeToString()
+    elif any(True for _ in external_tensors(model)):
+        with staging_folder(tempfile.gettempdir(), VERIFY_PREFIX) as tmp:
+            yield str(save_model(model, tmp / "model.onnx")[0])
+    else:
+        yield ir.serde.serialize_model(model).SerializeToString()
+
+
+def _data_folder(model: ir.Model) -> str | None:
+    """The one folder the model's external tensors live in, when it has some and the rest of its
+    weights fit in one serialised message; else None."""
+    external = list(external_tensors(model))
+    folders = {os.path.abspath(tensor.base_dir) for tensor in external}
+    if len(folders) != 1 or weight_bytes(model) - sum(t.nbytes for t in external) > EXTERNAL_DATA_THRESHOLD:
+        return None
+    return folders.pop()
 
 
 def _run(session: Any, feeds: dict[str, Any]) -> dict[str, Any]:

@@ -18,10 +18,12 @@ from typing import Any
 
 import onnx_ir as ir
 
-from optimizer.errors import UserError, error_line
+from optimizer.errors import UserError
+from optimizer.ort_session import native_reason
 from optimizer.passapi import const_ints
 from optimizer.shape_inference import infer_value_shapes
-from optimizer.verify import declared_inputs, input_specs, onnxruntime_runner, random_inputs
+from optimizer.shapes import check_shape
+from optimizer.verify import check_input_memory, declared_inputs, input_specs, onnxruntime_runner, random_inputs
 
 MAX_TRIES = 12  # onnxruntime runs of the original per shape set
 MAX_ELEMENTS = 1 << 24  # a candidate whose inputs hold more elements than this is not tried
@@ -50,9 +52,11 @@ def verification_shapes(model: ir.Model, given: dict[str, list[int]], seed: int 
     covers every dynamic dim), else two sets where the model runs at two sizes (one when only
     one runs). Each set maps every input to concrete dims.
 
-    Raises :class:`UserError` naming the dynamic dims when no candidate runs.
+    Raises :class:`UserError` naming the dynamic dims when no candidate runs, and before running
+    anything when even the smallest inputs would not fit in memory.
     """
     templates, dims = _templates(model, given)
+    check_input_memory(input_specs(model, _shapes(templates, dict.fromkeys(dims, 1))))  # the smallest candidate
     if not dims:
         return [_shapes(templates, {})]
     tried: list[Sizes] = []
@@ -64,7 +68,7 @@ def verification_shapes(model: ir.Model, given: dict[str, list[int]], seed: int 
     except UserError:
         raise
     except Exception as exc:  # the session itself: no input shape can help
-        raise UserError(f"onnxruntime cannot load the model: {error_line(exc)}") from None
+        raise UserError(f"onnxruntime cannot load the model: {native_reason(exc)}") from None
     if first is None:
         hint = ";".join(
             f"{name}:{','.join(_placeholder(dim) for dim in template)}"
@@ -90,11 +94,7 @@ def _templates(model: ir.Model, given: dict[str, list[int]]) -> tuple[dict[str, 
     bound: dict[str, int] = {}  # symbols the given shapes pin
     for spec in specs:
         if spec.name in given:
-            if spec.shape is not None and len(spec.shape) != len(given[spec.name]):
-                raise UserError(
-                    f"--verify-shape gives input '{spec.name}' rank {len(given[spec.name])}; "
-                    f"the model has rank {len(spec.shape)}"
-                )
+            check_shape(spec.name, spec.shape, given[spec.name], "--verify-shape")
             for declared, size in zip(spec.shape or [], given[spec.name], strict=True):
                 if isinstance(declared, str):
                     bound.setdefault(declared, size)
@@ -153,7 +153,7 @@ def _first_that_runs(
         try:
             run(feeds)
         except Exception as exc:
-            errors.append(error_line(exc))
+            errors.append(native_reason(exc))
             continue
         return sizes
     return None

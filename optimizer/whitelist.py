@@ -15,9 +15,7 @@ import contextlib
 import difflib
 import fcntl
 import os
-import shutil
 import stat
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,12 +251,7 @@ def _check_writable(path: Path) -> None:
 
 
 def _atomic_write(path: Path, data: bytes, mode_from: Path) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(data)
-    try:
-        shutil.copymode(mode_from, handle.name)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    """Write ``data`` over ``path`` atomically with the mode of ``mode_from`` (the one helper)."""
+    from profiles.atomic import write_atomic
+
+    write_atomic(path, data, mode_from=mode_from)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from .errors import ProfileError
+from .hotspots import canonical_op_type
 from .model import Profile
+from .renames import NodeGroup, match_nodes
+from .runs import per_inference
 from .statistics import MIN_GAIN, RatioEstimate, describe, estimate
 
 UNKNOWN_TYPE = "N/A"
@@ -13,7 +16,12 @@ UNKNOWN_TYPE = "N/A"
 
 @dataclass
 class Row:
-    """Time of one key (op type or node name) before and after; ratio = after / before."""
+    """Time per inference of one key (op type or node name) before and after; ratio = after / before.
+
+    `status` is "new" (only after), "gone" (only before), "matched" (a group of nodes a pass
+    replaced, see profiles.renames: `before_keys` and `after_keys` name them, `matched_by` the
+    pass) or "" (on both sides under the same key).
+    """
 
     key: str
     before_us: float
@@ -22,6 +30,10 @@ class Row:
     ratio: float | None
     share_before: float
     share_after: float
+    status: str = ""
+    before_keys: list[str] = field(default_factory=list)
+    after_keys: list[str] = field(default_factory=list)
+    matched_by: str | None = None
 
 
 NO_SAMPLES = "no samples: no verdict"
@@ -55,7 +67,11 @@ class LatencyChange:
 
 @dataclass
 class Comparison:
-    """Rows sorted by the larger of before/after time, descending, with totals and warnings."""
+    """Rows sorted by the larger of before/after time, descending, with totals and warnings.
+
+    Times are per inference as `normalisation` says (profiles.runs): `runs_before` and
+    `runs_after` are the run counts used, None where unknown.
+    """
 
     by: str
     before_source: str
@@ -67,57 +83,112 @@ class Comparison:
     total_after_us: float
     latency: LatencyChange | None = None
     warnings: list[str] = field(default_factory=list)
+    normalisation: str = ""
+    runs_before: int | None = None
+    runs_after: int | None = None
 
     @property
     def total_delta_us(self) -> float:
         """Change of the total time (us)."""
         return self.total_after_us - self.total_before_us
 
+    @property
+    def total_ratio(self) -> float | None:
+        """Total time after / before (None when before has none)."""
+        return self.total_after_us / self.total_before_us if self.total_before_us else None
+
     def to_dict(self) -> dict:
         """A JSON-ready dict (plain str / float / int / bool / None)."""
         d = asdict(self)
         d["total_delta_us"] = self.total_delta_us
+        d["total_ratio"] = self.total_ratio
         return d
+
+
+class DifferentModelsError(ProfileError):
+    """Two profiles that look like profiles of different models (or input shapes)."""
+
+
+# Two profiles of one model share most op types: below this share of the smaller set they differ.
+MIN_SHARED_OP_TYPES = 0.5
+KINDS = {
+    "latency": "an onnx-opt latency file", "ais_bench": "an ais_bench result", "benchmark": "a benchmark tool result",
+    "op_summary": "an op_summary CSV", "op_statistic": "an op_statistic CSV", "msprof": "an msprof profile",
+    "onnxruntime": "an onnxruntime profile",
+}
 
 
 def compare_profiles(
     before: Profile, after: Profile, by: str = "op-type", top: int | None = None, *,
-    min_gain: float = MIN_GAIN, seed: int = 0,
+    min_gain: float = MIN_GAIN, seed: int = 0, renames: list[tuple[str, list[str]]] | None = None,
+    force: bool = False,
 ) -> Comparison:
     """Compare two profiles `by` "op-type" or "node"; `top` keeps the N largest rows.
 
-    Keys are compared literally: TransposeD and Transpose are different op types. The latency
-    verdict needs a change beyond `min_gain` (0.02 = 2 %) with 95 % confidence (`seed` seeds the
-    bootstrap).
+    Times are divided by each side's number of runs (profiles.runs.per_inference), so a 50-run
+    profile and a 200-run one of the same model compare alike. Keys are compared literally:
+    TransposeD and Transpose are different op types. By node, `renames` (the passes' changed
+    nodes, profiles.renames.read_pass_report) match the nodes a pass replaced to their originals.
+    The latency verdict needs a change beyond `min_gain` (0.02 = 2 %) with 95 % confidence
+    (`seed` seeds the bootstrap).
+
+    When one side has per-op times and the other only latency (a latency file), only the latency
+    is compared, with a warning saying what the file is; ProfileError when that side has no
+    latency to compare either. DifferentModelsError when the two look like different models (few
+    shared op types, or input shapes of most shared nodes differ), unless `force`, which makes
+    those warnings.
     """
     if by not in ("op-type", "node"):
         raise ValueError(f"by must be 'op-type' or 'node', not {by!r}")
-    times_b, times_a = _times(before, by), _times(after, by)
+    latency_only = _latency_only(before, after)
+    warnings = _warnings(before, after) + ([latency_only] if latency_only else [])
+    problems = _model_problems(before, after)
+    if problems and not force:
+        raise DifferentModelsError(problems[0])
+    warnings += problems
+    norm = per_inference(before, after)
+    times_b = {} if latency_only else {k: v / norm.before_divisor for k, v in _times(before, by).items()}
+    times_a = {} if latency_only else {k: v / norm.after_divisor for k, v in _times(after, by).items()}
     total_b, total_a = sum(times_b.values()), sum(times_a.values())
-    rows = []
-    for key in times_b.keys() | times_a.keys():
-        b, a = times_b.get(key, 0.0), times_a.get(key, 0.0)
-        rows.append(Row(
-            key=key,
-            before_us=b,
-            after_us=a,
-            delta_us=a - b,
-            ratio=a / b if b else None,
-            share_before=b / total_b if total_b else 0.0,
-            share_after=a / total_a if total_a else 0.0,
-        ))
+    groups = match_nodes(set(times_b), set(times_a), renames or []) if by == "node" else []
+    matched = {n for g in groups for n in (*g.before, *g.after)}
+    rows = [_row(g.key, sum(times_b[n] for n in g.before), sum(times_a[n] for n in g.after), total_b, total_a,
+                 "matched", g) for g in groups]
+    for key in (times_b.keys() | times_a.keys()) - matched:
+        status = "" if key in times_b and key in times_a else "gone" if key in times_b else "new"
+        rows.append(_row(key, times_b.get(key, 0.0), times_a.get(key, 0.0), total_b, total_a, status))
     rows.sort(key=lambda r: (-max(r.before_us, r.after_us), r.key))
     return Comparison(
         by=by,
         before_source=before.source,
         after_source=after.source,
         rows=rows[:top] if top is not None else rows,
-        appeared=sorted(times_a.keys() - times_b.keys()),
-        disappeared=sorted(times_b.keys() - times_a.keys()),
+        appeared=sorted(times_a.keys() - times_b.keys() - matched),
+        disappeared=sorted(times_b.keys() - times_a.keys() - matched),
         total_before_us=total_b,
         total_after_us=total_a,
         latency=_latency_change(before, after, min_gain, seed),
-        warnings=_warnings(before, after),
+        warnings=warnings,
+        normalisation="none: only the latency is compared" if latency_only else norm.how,
+        runs_before=norm.before_runs,
+        runs_after=norm.after_runs,
+    )
+
+
+def _row(key: str, b: float, a: float, total_b: float, total_a: float, status: str,
+         group: NodeGroup | None = None) -> Row:
+    return Row(
+        key=key,
+        before_us=b,
+        after_us=a,
+        delta_us=a - b,
+        ratio=a / b if b else None,
+        share_before=b / total_b if total_b else 0.0,
+        share_after=a / total_a if total_a else 0.0,
+        status=status,
+        before_keys=list(group.before) if group else [],
+        after_keys=list(group.after) if group else [],
+        matched_by=group.pass_name if group else None,
     )
 
 
@@ -127,6 +198,62 @@ def _times(profile: Profile, by: str) -> dict[str, float]:
     if not profile.ops and profile.stats:
         raise ProfileError(f"{profile.source}: no per-op rows (only op_statistic); compare by op-type")
     return {k: float(v) for k, v in profile.time_by_node().items()}
+
+
+def _latency_only(before: Profile, after: Profile) -> str | None:
+    """When one side has per-op times and the other only latency: the warning that only latency is
+    compared, or ProfileError when the timed side has no latency either (all would read as gone)."""
+    if bool(before.ops or before.stats) == bool(after.ops or after.stats):
+        return None
+    timed_before = bool(before.ops or before.stats)
+    bare_side, bare = ("AFTER", after) if timed_before else ("BEFORE", before)
+    timed_side, timed = ("BEFORE", before) if timed_before else ("AFTER", after)
+    what = f"{bare_side} {bare.source} is {_kind(bare)} (end-to-end latency only, no per-op times)"
+    if bare.latency is None or timed.latency is None:
+        raise ProfileError(f"{what}, and {timed_side} {timed.source} is {_kind(timed)} without latency: give two "
+                           "profiles, or two latency results")
+    return f"{what}: only the latency is compared"
+
+
+def _kind(profile: Profile) -> str:
+    return KINDS.get(profile.kind, f"a {profile.kind} profile")
+
+
+def _model_problems(before: Profile, after: Profile) -> list[str]:
+    """Signs that the two profiles are of different models: op types, then input shapes."""
+    problems = []
+    types_b, types_a = _compute_types(before), _compute_types(after)
+    if types_b and types_a:
+        shared = types_b & types_a
+        if len(shared) < MIN_SHARED_OP_TYPES * min(len(types_b), len(types_a)):
+            problems.append(
+                f"before and after share {len(shared)} of their {len(types_b)} and {len(types_a)} op types: "
+                "they look like profiles of different models"
+            )
+    shapes_b, shapes_a = _first_input_shapes(before), _first_input_shapes(after)
+    shared_nodes = sorted(shapes_b.keys() & shapes_a.keys())
+    differ = [n for n in shared_nodes if shapes_b[n] != shapes_a[n]]
+    if len(differ) >= 2 and 2 * len(differ) > len(shared_nodes):
+        n = differ[0]
+        problems.append(
+            f"input shapes differ for {len(differ)} of the {len(shared_nodes)} nodes both profiles have "
+            f"(e.g. {n!r}: {shapes_b[n]} before, {shapes_a[n]} after): profiles of different models or input shapes"
+        )
+    return problems
+
+
+def _compute_types(profile: Profile) -> set[str]:
+    """The profile's op types as ONNX op types (so Conv2D and Conv agree), layout kernels left out."""
+    onnx_types = (canonical_op_type(t) for t in profile.stats_by_type())
+    return {t for t, category in onnx_types if category == "compute"}
+
+
+def _first_input_shapes(profile: Profile) -> dict[str, list]:
+    shapes: dict[str, list] = {}
+    for op in profile.ops:
+        if op.input_shapes is not None:
+            shapes.setdefault(op.name, op.input_shapes)
+    return shapes
 
 
 def _latency_change(before: Profile, after: Profile, min_gain: float, seed: int) -> LatencyChange | None:
@@ -157,10 +284,6 @@ def _latency_change(before: Profile, after: Profile, min_gain: float, seed: int)
 
 
 def _warnings(before: Profile, after: Profile) -> list[str]:
-    warnings = []
     if before.model_name and after.model_name and before.model_name != after.model_name:
-        warnings.append(f"different models: before is {before.model_name!r}, after is {after.model_name!r}")
-    types_b, types_a = before.stats_by_type().keys(), after.stats_by_type().keys()
-    if types_b and types_a and not types_b & types_a:
-        warnings.append("before and after share no op type: they look like profiles of different models")
-    return warnings
+        return [f"different models: before is {before.model_name!r}, after is {after.model_name!r}"]
+    return []

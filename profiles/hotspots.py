@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .model import Profile
+from .runs import runs_of
 
 ONNX_OP_TYPE = {
     "TransposeD": "Transpose",
@@ -81,11 +82,17 @@ class HotNode:
 
 @dataclass
 class Hotspots:
-    """The `top` op types and nodes by time, largest first."""
+    """The `top` op types and nodes by time, largest first.
+
+    Times are per inference when the profile's number of runs is known (`runs`, see
+    profiles.runs), else as recorded; `normalisation` says which. Counts are the profile's rows.
+    """
 
     total_us: float
     op_types: list[HotOpType]
     nodes: list[HotNode]
+    runs: int | None = None
+    normalisation: str = ""
 
 
 def canonical_op_type(kernel_type: str | None) -> tuple[str | None, str]:
@@ -98,10 +105,13 @@ def canonical_op_type(kernel_type: str | None) -> tuple[str | None, str]:
 
 
 def hotspots(profile: Profile, top: int = 10) -> Hotspots:
-    """The op types and nodes carrying most of `profile`'s time (shares of its total)."""
-    total = profile.total_us
+    """The op types and nodes carrying most of `profile`'s time (shares of its total), per inference."""
+    runs = runs_of(profile)
+    divisor = runs.count or 1
+    total = profile.total_us / divisor
     types = [
-        HotOpType(s.op_type, *canonical_op_type(s.op_type), s.count, s.total_us, s.total_us / total if total else 0.0)
+        HotOpType(s.op_type, *canonical_op_type(s.op_type), s.count, s.total_us / divisor,
+                  s.total_us / divisor / total if total else 0.0)
         for s in profile.stats_by_type().values()
     ]
     nodes: dict[str, HotNode] = {}
@@ -110,7 +120,7 @@ def hotspots(profile: Profile, top: int = 10) -> Hotspots:
         if node is None:
             node = nodes[op.name] = HotNode(op.name, op.op_type, *canonical_op_type(op.op_type), 0, 0.0, 0.0)
         node.count += 1
-        node.total_us += op.duration_us
+        node.total_us += op.duration_us / divisor
     node_total = sum(n.total_us for n in nodes.values())
     for node in nodes.values():
         node.share = node.total_us / node_total if node_total else 0.0
@@ -118,4 +128,7 @@ def hotspots(profile: Profile, top: int = 10) -> Hotspots:
         total_us=total,
         op_types=sorted(types, key=lambda t: (-t.total_us, t.op_type or ""))[:top],
         nodes=sorted(nodes.values(), key=lambda n: (-n.total_us, n.name))[:top],
+        runs=runs.count,
+        normalisation=(f"time per inference over {runs.count} run{'s' * (runs.count != 1)} ({runs.how})" if runs.count
+                       else "time as recorded: number of runs unknown"),
     )

@@ -1,5 +1,6 @@
-"""A self-contained HTML page for a Comparison: the latency verdict in words, both latency
-distributions (box plot), the before/after time bars and the table."""
+"""A self-contained HTML page for a Comparison: the verdict and the ratio in words, how times
+were normalised, what is new or gone, both latency distributions (box plot), the before/after
+time bars and the table (each row marked new, gone or matched)."""
 
 from __future__ import annotations
 
@@ -29,9 +30,11 @@ def write_html(comparison: Comparison, path: str | Path) -> Path:
         "<h1>Profile comparison</h1>",
         f"<p>before: {escape(c.before_source)}<br>after: {escape(c.after_source)}<br>by: {escape(c.by)}</p>",
         *(f"<p class='warn'>warning: {escape(w)}</p>" for w in c.warnings),
+        verdict_html(c),
+        f"<p>{escape(c.normalisation)}</p>" if c.normalisation else "",
         (
             f"<p>total: {c.total_before_us:.3f} us &rarr; {c.total_after_us:.3f} us "
-            f"({c.total_delta_us:+.3f} us)</p>"
+            f"({c.total_delta_us:+.3f} us{_ratio_text(c.total_ratio)})</p>"
         ),
     ]
     if c.latency:
@@ -39,9 +42,10 @@ def write_html(comparison: Comparison, path: str | Path) -> Path:
         ci = "" if lat.ci is None else f", 95% CI {lat.ci[0]:.3f}-{lat.ci[1]:.3f}"
         parts.append(
             f"<p>latency ({escape(lat.statistic)}): {lat.before_ms:.3f} ms &rarr; {lat.after_ms:.3f} ms "
-            f"({lat.delta_ms:+.3f} ms{ci})</p>"
+            f"({lat.delta_ms:+.3f} ms{_ratio_text(lat.ratio)}{ci})</p>"
         )
         parts.append(f"<p class='{escape(lat.verdict or 'none')}'><b>{escape(lat.reason)}</b></p>")
+    parts += changes_html(c)
     samples = c.latency is not None and c.latency.before_samples_ms and c.latency.after_samples_ms
     charts = [("latency distributions", _box_plot_png(c))] if samples else []
     charts.append(("before vs after", bar_chart_png(c)))
@@ -50,7 +54,35 @@ def write_html(comparison: Comparison, path: str | Path) -> Path:
     else:
         parts += [image_tag(alt, png) for alt, png in charts]
     parts += [table_html(c), "</body></html>", ""]
-    return write_text_atomic(Path(path), "\n".join(parts))
+    return write_text_atomic(Path(path), "\n".join(p for p in parts if p))
+
+
+def verdict_html(c: Comparison) -> str:
+    """The verdict in one line: the latency verdict when there is one, else why there is none."""
+    lat = c.latency
+    if lat is not None and lat.verdict is not None:
+        decided = "" if lat.decided else " (undecided: more runs would tell)"
+        return (f"<p class='{escape(lat.verdict)}'><b>verdict: after is {escape(lat.verdict)}{decided}, "
+                f"latency ratio {lat.ratio:.3f}</b></p>")
+    why = lat.reason if lat is not None else "no latency in the profiles"
+    return f"<p class='none'><b>verdict: none ({escape(why)}); kernel time ratio{_ratio_text(c.total_ratio)}</b></p>"
+
+
+def changes_html(c: Comparison) -> list[str]:
+    """Paragraphs naming the keys that are new after, gone after, and matched through a pass report."""
+    parts = []
+    for label, keys in (("new after", c.appeared), ("gone after", c.disappeared)):
+        if keys:
+            parts.append(f"<p>{label} ({len(keys)}): {escape(', '.join(keys))}</p>")
+    for r in c.rows:
+        if r.status == "matched":
+            parts.append(f"<p>matched by {escape(r.matched_by or '')}: {escape(' + '.join(r.before_keys))} "
+                         f"&rarr; {escape(' + '.join(r.after_keys))}</p>")
+    return parts
+
+
+def _ratio_text(ratio: float | None) -> str:
+    return "" if ratio is None else f", ratio after/before {ratio:.3f}"
 
 
 def image_tag(alt: str, png: bytes) -> str:
@@ -61,14 +93,20 @@ def image_tag(alt: str, png: bytes) -> str:
 def table_html(c: Comparison) -> str:
     """The comparison's rows as an HTML table."""
     head = "".join(f"<th>{escape(h)}</th>" for h in (
-        c.by, "before (us)", "after (us)", "delta (us)", "after/before", "share before", "share after"))
+        c.by, "before (us)", "after (us)", "delta (us)", "after/before", "share before", "share after", "status"))
     body = [
         f"<tr><td>{escape(r.key)}</td><td>{r.before_us:.3f}</td><td>{r.after_us:.3f}</td>"
         f"<td>{r.delta_us:+.3f}</td><td>{'-' if r.ratio is None else f'{r.ratio:.3f}'}</td>"
-        f"<td>{r.share_before:.2%}</td><td>{r.share_after:.2%}</td></tr>"
+        f"<td>{r.share_before:.2%}</td><td>{r.share_after:.2%}</td><td>{escape(_status(r))}</td></tr>"
         for r in c.rows
     ]
     return "<table><tr>" + head + "</tr>\n" + "\n".join(body) + "</table>"
+
+
+def _status(r) -> str:
+    if r.status == "matched":
+        return f"matched ({r.matched_by}: {len(r.before_keys)} -> {len(r.after_keys)})"
+    return r.status
 
 
 def _figure(width: float, height: float):

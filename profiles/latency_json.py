@@ -8,6 +8,7 @@ from pathlib import Path
 from .atomic import write_text_atomic
 from .errors import ProfileError
 from .model import Latency
+from .readers.values import BadDurationError, check_duration
 
 FORMAT = "onnx-opt-latency"
 SUMMARY = ("min_ms", "max_ms", "mean_ms", "median_ms", "p99_ms", "spread_ms")
@@ -32,17 +33,29 @@ def matches(data: object) -> bool:
 
 
 def latency_from_json(path: Path, data: dict) -> Latency:
-    """The Latency of a parsed latency document (samples win over the stored summary)."""
+    """The Latency of a parsed latency document (samples win over the stored summary).
+
+    A sample or summary time that is not a finite number >= 0 raises ProfileError naming the field.
+    """
     try:
-        samples = [float(x) for x in data.get("samples_ms") or []]
+        samples = [_time(path, f"samples_ms[{i}]", x) for i, x in enumerate(data.get("samples_ms") or [])]
         throughput = None if data.get("throughput") is None else float(data["throughput"])
         if samples:
             return Latency.from_samples(samples, throughput)
         summary = data.get("summary") or {}
-        return Latency(**{k: None if summary.get(k) is None else float(summary[k]) for k in SUMMARY},
-                       throughput=throughput)
+        return Latency(**{k: None if summary.get(k) is None else _time(path, f"summary.{k}", summary[k])
+                          for k in SUMMARY}, throughput=throughput)
+    except ProfileError:
+        raise
     except (TypeError, ValueError, AttributeError):
         raise ProfileError(f"{path}: latency JSON with non-numeric values") from None
+
+
+def _time(path: Path, field: str, x: object) -> float:
+    try:
+        return check_duration(x)
+    except BadDurationError as e:
+        raise ProfileError(f"{path}: field {field}: {e}") from None
 
 
 def load_latency_doc(path: Path) -> dict:

@@ -9,12 +9,17 @@ import numpy as np
 MAD_TO_SIGMA = 1.4826  # scales a median absolute deviation to a normal standard deviation
 
 
-@dataclass
+@dataclass(slots=True)
 class OpRecord:
     """One executed kernel: a row of op_summary / kernel_details or one onnxruntime node run.
 
     Shapes are one list of dims per tensor ([] for a scalar), None when the source says N/A.
-    Every column the reader did not map is kept, as text, in `extra`.
+    `iteration` is the inference (or step) the row belongs to when the source numbers them
+    (msprof's Infer ID / Iteration ID, torch_npu's Step Id).
+    `extra` keeps, as text, the unmapped columns that identify the task (Device_id, Task ID,
+    Stream ID, OP State, ...; see readers.op_summary.KEPT_COLUMNS); performance counters
+    are not kept per row (the profile's meta["columns"] names every column of a CSV read alone).
+    A reader shares equal lists and dicts between the records of one file: treat them as read-only.
     """
 
     name: str
@@ -25,6 +30,7 @@ class OpRecord:
     wait_us: float | None = None
     block_dim: int | None = None
     model_id: int | None = None
+    iteration: int | None = None
     input_shapes: list[list[int]] | None = None
     output_shapes: list[list[int]] | None = None
     input_dtypes: list[str] = field(default_factory=list)

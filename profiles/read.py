@@ -9,8 +9,8 @@ from . import latency_json
 from .errors import ProfileError
 from .model import Profile
 from .readers import ais_bench, benchmark, msprof_dir, op_statistic, op_summary, ort_trace
-from .readers.table import first_row, model_name, parse_table, require_rows
-from .readers.text import load_text
+from .readers.table import first_row, model_name, open_table, require_rows
+from .readers.text import load_text, read_head
 
 EXPECTED = (
     "expected an msprof directory, an op_summary / op_statistic / kernel_details CSV, an "
@@ -19,21 +19,27 @@ EXPECTED = (
 
 
 def read_profile(path: str | Path) -> Profile:
-    """Read any supported profile file or msprof output directory; ProfileError otherwise."""
+    """Read any supported profile file or msprof output directory; ProfileError otherwise.
+
+    CSV files are streamed (never held whole in memory); JSON and text logs are read whole.
+    """
     path = Path(path)
     if path.is_dir():
         return msprof_dir.read_dir(path)
     if not path.exists():
         raise ProfileError(f"{path}: no such file or directory; {EXPECTED}")
-    text = load_text(path)
-    if text.lstrip()[:1] in ("{", "["):
+    head = read_head(path)
+    text = None
+    if head.lstrip()[:1] in ("{", "["):
+        text = load_text(path)
         try:
             return _read_json(path, json.loads(text))
         except json.JSONDecodeError:
             pass  # benchmark and ais logs start with "[INFO]" / "[e2e]"
-    header = first_row(text)
+    header = first_row(head)
     if op_summary.matches(header) or op_statistic.matches(header):
-        return _read_csv(path, text)
+        return _read_csv(path)
+    text = text if text is not None else load_text(path)
     if ais_bench.matches_log(text):
         return ais_bench.read_log(path, text)
     if benchmark.matches(text):
@@ -55,12 +61,12 @@ def _read_json(path: Path, data: object) -> Profile:
     )
 
 
-def _read_csv(path: Path, text: str) -> Profile:
-    table = parse_table(path, text)
+def _read_csv(path: Path) -> Profile:
+    table = open_table(path)
     if op_summary.matches(table.header):
         kind, ops, stats = "op_summary", op_summary.read_ops(table), []
     else:
         kind, ops, stats = "op_statistic", [], op_statistic.read_stats(table)
     require_rows(table, ops or stats)
     return Profile(source=str(path), kind=kind, ops=ops, stats=stats, model_name=model_name(table),
-                   meta={"skipped_rows": table.skipped})
+                   meta={"skipped_rows": table.skipped, "columns": table.header})

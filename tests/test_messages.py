@@ -80,3 +80,30 @@ def test_a_model_onnxruntime_cannot_run_is_one_clean_line_and_exit_2(tmp_path):
         assert done.returncode == 2, (args[0], done.stderr)
         assert done.stderr.count("\n") == 1 and "[E:onnxruntime" not in done.stderr, done.stderr
         assert "cannot be reshaped" in done.stderr and "reshape_helper.h" not in done.stderr, done.stderr
+
+
+class RenameNothing(NodePass):
+    """Test pass: 'changes' every Relu (turns it into Relu again) so its node name is printed."""
+
+    name = "test-touch-relu"
+    summary = "Test: touch every Relu"
+
+    def rewrite(self, node, model, ctx):
+        if node.op_type != "Relu":
+            return None
+        from optimizer.passapi import Change
+
+        node.op_type = "Relu"
+        return Change("touched", (node.name,))
+
+
+def test_hostile_node_names_are_printed_literally(cli, tmp_path):
+    """A node named like rich markup or holding a terminal escape: -v prints it as it is."""
+    names = ["[/x]", "\x1b[31mred", "[bold]b"]
+    nodes = [helper.make_node("Relu", [f"v{i}"], [f"v{i + 1}"], name=name) for i, name in enumerate(names)]
+    model = make_model(nodes, [("v0", [2])], [("v3", [2])])
+    source = save(model, tmp_path / "m.onnx")
+    with registered(RenameNothing):
+        code, out, err = cli("-v", "optimize", source, "-o", tmp_path / "o.onnx", "--passes", "test-touch-relu")
+    assert code == 0, err
+    assert "[/x], \\x1b[31mred, [bold]b" in out and "\x1b" not in out

@@ -1,4 +1,6 @@
 import os
+import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +181,61 @@ def test_in_place_save_keeps_the_file_mode(tmp_path):
     path.chmod(0o640)
     save_model(load_model(path), path)
     assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_sparse_tensor_attributes_and_negative_input_dims_are_refused_on_load(tmp_path):
+    values = numpy_helper.from_array(np.array([1.0], np.float32), "values")
+    sparse = helper.make_sparse_tensor(values, numpy_helper.from_array(np.array([0], np.int64)), [4])
+    constant = helper.make_node("Constant", [], ["c"], name="dense_me", sparse_value=sparse)
+    model = make_model([constant, helper.make_node("Add", ["x", "c"], ["y"])], [("x", [4])], [("y", [4])])
+    with pytest.raises(UserError, match="node 'dense_me' \\(Constant\\) has a sparse tensor attribute 'sparse_value'"):
+        load_model(save(model, tmp_path / "sparse.onnx"))
+    model = weighted_model()
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = -4
+    with pytest.raises(UserError, match="input 'x' declares dim -4 on axis 1"):
+        load_model(save(model, tmp_path / "negative.onnx"))
+
+
+def data_location(path: Path) -> str:
+    (location,) = {
+        entry.value
+        for tensor in onnx.load(str(path), load_external_data=False).graph.initializer
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    return location
+
+
+def test_saving_over_a_pair_writes_the_data_under_a_new_name_and_removes_the_old(tmp_path):
+    model = ir.serde.deserialize_model(weighted_model())
+    out = tmp_path / "o.onnx"
+    names = []
+    for _ in range(3):
+        written = save_model(model, out, external_data=True)
+        names.append(data_location(out))
+        assert written == [out, tmp_path / names[-1]]
+        assert sorted(os.listdir(tmp_path)) == sorted(["o.onnx", names[-1]])  # only the new pair
+        assert numpy_helper.to_array(onnx.load(str(out)).graph.initializer[0])[0, 7] == 7.0
+    assert names[0] == names[2] == "o.onnx.data" and re.fullmatch(r"o\.onnx\.[0-9a-f]{8}\.data", names[1])
+    assert modelio.own_data_files(out) == {tmp_path / "o.onnx.data"}
+    save_model(model, out, external_data=False)  # inline now: the data file goes too
+    assert os.listdir(tmp_path) == ["o.onnx"]
+
+
+def test_saved_files_get_the_mode_of_a_plain_open_and_symlinks_are_followed(tmp_path):
+    old = os.umask(0o022)
+    try:
+        written = save_model(ir.serde.deserialize_model(weighted_model()), tmp_path / "m.onnx", external_data=True)
+    finally:
+        os.umask(old)
+    assert [path.stat().st_mode & 0o777 for path in written] == [0o644, 0o644]
+    (tmp_path / "link.onnx").symlink_to(tmp_path / "m.onnx")
+    save_model(load_model(tmp_path / "link.onnx"), tmp_path / "link.onnx", external_data=False)
+    assert (tmp_path / "link.onnx").is_symlink() and sorted(os.listdir(tmp_path)) == ["link.onnx", "m.onnx"]
+
+
+def test_save_refuses_an_output_that_is_not_a_regular_file(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(UserError, match="is a FIFO, not a regular file"):
+        save_model(ir.serde.deserialize_model(weighted_model()), tmp_path / "fifo")
+    assert stat.S_ISFIFO((tmp_path / "fifo").lstat().st_mode)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import traceback
 
 import click
 
@@ -51,27 +52,48 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(args: list[str]) -> int:
-    """Run the CLI on ``args`` and return the exit status (0 ok, 1 internal, 2 bad input)."""
+    """Run the CLI on ``args`` and return the exit status (0 ok, 1 internal, 2 bad input, 128 + N for signal N).
+
+    SIGTERM and SIGHUP are handled like Ctrl-C while it runs: the running tool's process group is
+    ended, the cleanup on the way out runs, and one line says what happened.
+    """
+    from optimizer.toolchain.signals import Terminated, terminating_signals
+
+    options = args[: args.index("--")] if "--" in args else args  # what follows '--' is the tool's
+    with terminating_signals():
+        try:
+            return _run(args, debug="--debug" in options)
+        except Terminated as exc:
+            return _fail(_stopped(f"terminated by {exc.name}", exc), exc.exit_status)
+
+
+def _run(args: list[str], *, debug: bool) -> int:
     try:
         result = cli.main(args=args, prog_name="onnx-opt", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:  # click's form of Ctrl-C
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            return _fail(_stopped("interrupted", exc.__cause__), 130)
         return _fail("aborted", 130)
     except click.UsageError as exc:
-        where = exc.ctx.command_path if exc.ctx else "onnx-opt"
-        return _fail(f"{where}: {exc.format_message()} (see '{where} --help')", 2)
+        path = exc.ctx.command_path if exc.ctx else "onnx-opt"
+        verb = path.removeprefix("onnx-opt").strip()
+        return _fail(f"{verb + ': ' if verb else ''}{exc.format_message()} (see '{path} --help')", 2)
     except click.ClickException as exc:
         return _fail(exc.format_message(), 2)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+    except KeyboardInterrupt as exc:
+        return _fail(_stopped("interrupted", exc), 130)
     except Exception as exc:
-        if "--debug" in args:
-            raise
         if _is_user_error(exc):
-            return _fail(f"error: {' '.join(str(exc).split())}", 2)
-        detail = f"{type(exc).__name__}: {error_line(exc)}"
-        return _fail(f"internal error: {detail} (rerun with --debug for the traceback)", 1)
+            message, status = f"error: {' '.join(str(exc).split()).removeprefix('onnx-opt: ')}", 2
+        else:
+            message, status = f"internal error: {type(exc).__name__}: {error_line(exc)}", 1
+            if not debug:
+                message += " (rerun with --debug for the traceback)"
+        if debug:  # the traceback, then the same line and exit status as without --debug
+            traceback.print_exc()
+        return _fail(message, status)
     return result if isinstance(result, int) else 0
 
 
@@ -83,6 +105,15 @@ def _is_user_error(exc: Exception) -> bool:
     return isinstance(exc, ProfileError)
 
 
+def _stopped(what: str, exc: BaseException) -> str:
+    """``what``, and the tools whose process groups were ended on the way out."""
+    from optimizer.toolchain.process import stopped_tools
+
+    tools = stopped_tools(exc)
+    return f"{what}; stopped {', '.join(tools)}" if tools else what
+
+
 def _fail(message: str, status: int) -> int:
-    click.echo(f"onnx-opt: {message}", err=True)
+    """Print one ``onnx-opt: ...`` line on stderr (the prefix once, whatever the message) and return ``status``."""
+    click.echo(f"onnx-opt: {message.removeprefix('onnx-opt: ')}", err=True)
     return status

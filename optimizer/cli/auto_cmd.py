@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from optimizer.cli.console import progress, settings, stdout_console, verbosity_options
+from optimizer.cli.console import progress, settings, shown, stdout_console, verbosity_options
 from optimizer.cli.options import input_shape_option, verify_shape_option
 from optimizer.cli.passes_cmd import warn_about_plugins
 from optimizer.cli.toolchain_options import cann_version_option, report_failure
@@ -105,12 +105,11 @@ def auto_command(
 
 def print_result(result, report: Path | None) -> None:
     """A row per candidate (kept or not, why, ratio and interval), the final verdict, what was written."""
-    from rich.markup import escape
     from rich.table import Table
 
     console = stdout_console()
-    console.print(f"target {result.target}: {escape(result.target_chosen)}")
-    table = Table(title=escape(f"onnx-opt auto: {result.input}"), title_justify="left")
+    console.print(f"target {result.target}: {shown(result.target_chosen)}")
+    table = Table(title=shown(f"onnx-opt auto: {result.input}"), title_justify="left")
     for column in ("pass", "hot share", "opset", "kept", "verdict", "ratio", "95% CI", "reason"):
         table.add_column(column, overflow="fold")
     for step in result.steps:
@@ -122,19 +121,19 @@ def print_result(result, report: Path | None) -> None:
             step.verdict or "-",
             "-" if step.ratio is None else f"{step.ratio:.3f}",
             "-" if step.ci is None else f"{step.ci[0]:.3f}-{step.ci[1]:.3f}",
-            escape(step.reason),
+            shown(step.reason),
         )
     if result.steps:
         console.print(table)
     if settings().verbose:
         for item in result.rejected:
-            console.print(f"  not a candidate: {item['pass']}: {escape(item['reason'])}")
+            console.print(f"  not a candidate: {item['pass']}: {shown(item['reason'])}")
     if result.final is not None:
-        console.print(f"result against the input: {escape(result.final.reason)}")
+        console.print(f"result against the input: {shown(result.final.reason)}")
     for line in result.notes:
-        console.print(f"note: {escape(line)}")
+        console.print(f"note: {shown(line)}")
     for edit in result.opp_edits:
-        console.print(f"OPP: kept {', '.join(map(str, edit['added']))} in {escape(edit['path'])} "
+        console.print(f"OPP: kept {', '.join(map(str, edit['added']))} in {shown(edit['path'])} "
                       "('onnx-opt whitelist --revert' undoes it)")
     console.print(f"kept: {', '.join(result.kept) or 'nothing'}; wrote {', '.join(result.written)}")
     if report is not None:

@@ -7,7 +7,17 @@ from pathlib import Path
 
 import click
 
-from optimizer.cli.console import check_folders, progress, settings, stdout_console, verbosity_options, write_json
+from optimizer.cli.console import (
+    check_folders,
+    check_outputs,
+    literal,
+    progress,
+    settings,
+    shown,
+    stdout_console,
+    verbosity_options,
+    write_json,
+)
 from optimizer.cli.options import verify_shape_option
 from optimizer.errors import UserError
 
@@ -47,6 +57,7 @@ def bench_command(
 ) -> int:
     """Time A against B in interleaved rounds: medians, ratio B/A with its 95% interval, verdict."""
     check_folders(json_path)
+    check_outputs({"--json": json_path}, inputs={"--inputs": inputs}, models={"A": model_a, "B": model_b})
     if max_rounds < runs:
         raise UserError(f"--max-rounds {max_rounds} is below --runs {runs}")
     common = {"min_gain": min_gain / 100, "rounds": runs, "max_rounds": max_rounds, "budget_s": budget_s}
@@ -98,7 +109,7 @@ def _bench_npu(a: Path, b: Path, device: int, loop: int, timeout: float, cann_ve
             return time_ab(a, b, None, runner_factory=factory, warmup=1 if warmup is None else warmup,
                            progress=say, **common)
     except ToolError as exc:  # the inference tool ran and failed, or timed out
-        click.echo(f"onnx-opt: {exc}", err=True)
+        click.echo(literal(f"onnx-opt: {exc}"), err=True)
         return None
 
 
@@ -126,7 +137,7 @@ def print_result(result, a: Path, b: Path) -> None:
     """The table of medians, ratio, interval, verdict, clock and rounds, then the verdict in words."""
     from rich.table import Table
 
-    table = Table(title=f"A = {a}, B = {b}", title_justify="left")
+    table = Table(title=shown(f"A = {a}, B = {b}"), title_justify="left")
     for column in ("A median ms", "B median ms", "ratio B/A", "95% CI", "verdict", "clock", "rounds"):
         table.add_column(column, justify="left" if column in ("verdict", "clock") else "right")
     table.add_row(
@@ -135,4 +146,4 @@ def print_result(result, a: Path, b: Path) -> None:
     )
     console = stdout_console()
     console.print(table)
-    console.print(result.reason)
+    console.print(shown(result.reason))

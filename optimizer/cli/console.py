@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,17 +75,58 @@ def note(message: str) -> None:
 
 
 def check_folders(*paths: Path | None) -> None:
-    """Refuse, before any work, output files whose folder does not exist."""
+    """Refuse, before any work, output files that cannot be written: a missing or read-only
+    folder, a directory, a socket or a block device (a character device or a FIFO, such as
+    ``/dev/null``, is written through)."""
+    from profiles.atomic import write_problem  # here: the profiles package loads numpy
+
     for path in paths:
-        if path is not None and not path.parent.is_dir():
-            raise UserError(f"{path}: folder {path.parent} does not exist")
+        if path is not None and (problem := write_problem(path)):
+            raise UserError(f"{path}: {problem}")
+
+
+def check_outputs(
+    outputs: Mapping[str, Path | None],
+    *,
+    inputs: Mapping[str, Path | None] | None = None,
+    models: Mapping[str, Path | None] | None = None,
+) -> None:
+    """Refuse, before any work, files a verb writes that cannot be written or would destroy another
+    file of the run (see :func:`optimizer.modelio.check_outputs`)."""
+    from optimizer.modelio import check_outputs as check
+
+    check(outputs, inputs=inputs, models=models)
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically (temporary file beside it, then rename)."""
-    text = json.dumps(data, indent=2, sort_keys=False) + "\n"
+    """Write ``data`` as indented JSON, atomically (see :mod:`profiles.atomic`)."""
+    from profiles.atomic import write_json_atomic
+
     check_folders(path)
-    folder = path.parent
-    with tempfile.NamedTemporaryFile("w", dir=folder, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
+    write_json_atomic(path, data)
+
+
+def literal(text: str | bytes) -> str:
+    """``text`` (a name from a model, a profile or a tool) as a terminal shows it literally.
+
+    Control characters (the ESC of colour and cursor sequences, newlines, tabs, bidi overrides)
+    become visible escapes such as ``\\x1b``, and bytes that are not UTF-8 become ``\\xff``; nothing
+    else changes. Rich still reads ``[...]`` as markup: give it ``rich.markup.escape(literal(text))``.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "backslashreplace")
+    try:  # str from os.fsdecode / surrogateescape holds undecodable bytes as lone surrogates
+        raw = str(text).encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = str(text).encode("utf-8", "backslashreplace")
+    shown = raw.decode("utf-8", "backslashreplace")
+    controls = [*range(0x20), *range(0x7F, 0xA0), 0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F),
+                *range(0x2066, 0x206A)]
+    return shown.translate({code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" for code in controls})
+
+
+def shown(text: object) -> str:
+    """``text`` for a rich console: :func:`literal`, with rich's markup brackets escaped."""
+    from rich.markup import escape
+
+    return escape(literal(str(text)))

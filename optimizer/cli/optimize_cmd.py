@@ -9,9 +9,11 @@ import click
 from optimizer.cli.console import (
     check_folders,
     check_outputs,
+    literal,
     note,
     progress,
     settings,
+    shown,
     stdout_console,
     verbosity_options,
     write_json,
@@ -115,7 +117,7 @@ def optimize_command(
     failed = result.verification is not None and not result.verification.ok
     if strict and result.problems() and not failed:
         for record in result.problems():
-            click.echo(f"onnx-opt: --strict: pass {record.name} {record.status}: {record.reason}", err=True)
+            click.echo(literal(f"onnx-opt: --strict: pass {record.name} {record.status}: {record.reason}"), err=True)
         return 1
     return 1 if failed else 0
 
@@ -143,7 +145,7 @@ def print_summary(result) -> None:
 
     console = stdout_console()
     verbose = settings().verbose
-    table = Table(title=f"onnx-opt optimize: {result.input} (target {result.target})", title_justify="left")
+    table = Table(title=shown(f"onnx-opt optimize: {result.input} (target {result.target})"), title_justify="left")
     for column, justify in [
         ("pass", "left"),
         ("status", "left"),
@@ -162,43 +164,42 @@ def print_summary(result) -> None:
         if record.skips and not detail:
             detail = f"left {len(record.skips)}: {record.skips[0]['reason']}"
         table.add_row(
-            record.name,
+            shown(record.name),
             record.status,
             str(record.matches),
             str(record.changes),
             f"{record.nodes_before}->{record.nodes_after}",
             f"{record.seconds * 1000:.1f}",
-            detail,
+            shown(detail),
         )
     console.print(table)
     for record in result.records:
         if record.changed_nodes and (verbose or result.dry_run):
             verb = "would change" if result.dry_run else "changed"
-            console.print(f"  {record.name} {verb}: {', '.join(record.changed_nodes)}")
+            console.print(shown(f"  {record.name} {verb}: {', '.join(record.changed_nodes)}"))
         if verbose:
             for skip in record.skips:
-                console.print(f"  {record.name} left {skip['node']}: {skip['reason']}")
+                console.print(shown(f"  {record.name} left {skip['node']}: {skip['reason']}"))
             for key, value in record.findings.items():
-                console.print(f"  {record.name} found {key}: {value}")
+                console.print(shown(f"  {record.name} found {key}: {value}"))
     if result.verification is not None:
         print_verification(console, result.verification)
     for line in result.notes:
-        note(f"note: {line}")
+        note(literal(f"note: {line}"))
     if result.written:
         nodes = f"{result.nodes_before} -> {result.nodes_after} nodes"
-        console.print(f"wrote {', '.join(result.written)}  (opset {result.opset_after}, {nodes})")
+        console.print(shown(f"wrote {', '.join(result.written)}  (opset {result.opset_after}, {nodes})"))
     elif result.dry_run:
         console.print("dry run: nothing written")
 
 
 def print_verification(console, checked) -> None:
     """One row per output (per input set when there were several), then the If sides checked."""
-    from rich.markup import escape
     from rich.table import Table
 
     verdict = "passed" if checked.ok else "FAILED"
     title = f"verification with onnxruntime ({checked.source}; shapes: {checked.shapes}): {verdict}"
-    table = Table(title=escape(title), title_justify="left")
+    table = Table(title=shown(title), title_justify="left")
     several = len(checked.inputs) > 1
     columns = ["output", *(["inputs"] if several else []), "dtype", "shape", "max abs diff", "max rel diff"]
     for column in (*columns, "cosine", "verdict"):
@@ -206,14 +207,14 @@ def print_verification(console, checked) -> None:
     for check in checked.outputs:
         where = [_shapes_text(checked.inputs[check.run])] if several else []
         table.add_row(
-            escape(check.name),
+            shown(check.name),
             *where,
             check.dtype,
             "x".join(map(str, check.shape)) or "scalar",
             f"{check.max_abs_diff:.3g}",
             f"{check.max_rel_diff:.3g}",
             f"{check.cosine:.6f}",
-            "ok" if check.ok else escape(f"FAIL {check.problem or f'(rtol {check.rtol:g}, atol {check.atol:g})'}"),
+            "ok" if check.ok else shown(f"FAIL {check.problem or f'(rtol {check.rtol:g}, atol {check.atol:g})'}"),
         )
     console.print(table)
     if checked.branches is not None:
@@ -222,7 +223,6 @@ def print_verification(console, checked) -> None:
 
 def print_branches(console, branches) -> None:
     """A count of the If sides checked; a line for each If not fully matched (every If with -v)."""
-    from rich.markup import escape
 
     sides = [side for check in branches.checks for side in check.sides]
     counts = {status: sum(side.status == status for side in sides) for status in ("matched", "differs")}
@@ -233,7 +233,7 @@ def print_branches(console, branches) -> None:
     )
     for check in branches.checks:
         if settings().verbose or any(side.status != "matched" for side in check.sides):
-            console.print(f"  {escape(check.summary())}")
+            console.print(f"  {shown(check.summary())}")
 
 
 def _shapes_text(shapes: dict[str, list[int]]) -> str:

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from optimizer.cli.console import note, stdout_console, verbosity_options
+from optimizer.cli.console import note, shown, stdout_console, verbosity_options
 
 
 def warn_about_plugins() -> None:
@@ -41,11 +41,12 @@ def passes_command(as_json: bool) -> int:
     for column in ("name", "summary", "addresses", "requires", "from"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(row["name"], row["summary"], ", ".join(row["addresses"]), row["requires"], row["module"])
+        table.add_row(*(shown(text) for text in (row["name"], row["summary"], ", ".join(row["addresses"]),
+                                                 row["requires"], row["module"])))
     console = stdout_console()
     console.print(table)
     for target in targets:
-        console.print(f"target {target.name}: {' -> '.join(target.pipeline)}")
+        console.print(shown(f"target {target.name}: {' -> '.join(target.pipeline)}"))
     return 0
 
 

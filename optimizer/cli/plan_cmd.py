@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from optimizer.cli.console import check_folders, settings, stdout_console, verbosity_options
+from optimizer.cli.console import check_folders, check_outputs, settings, shown, stdout_console, verbosity_options
 from optimizer.cli.options import input_shape_option
 from optimizer.cli.passes_cmd import warn_about_plugins
 
@@ -41,6 +41,7 @@ def plan_command(
     from profiles.read import read_profile
 
     check_folders(output)
+    check_outputs({"-o": output}, inputs={"PROFILE": profile_path}, models={"--model": model})
     warn_about_plugins()
     plan = make_plan(read_profile(profile_path), model, target, input_shapes=input_shapes, top=top)
     if output is not None:
@@ -53,20 +54,20 @@ def plan_command(
 
 def print_plan(plan, output: Path | None) -> None:
     """The candidates as a table, then the target, the rejected passes and what to run next."""
-    from rich.markup import escape
     from rich.table import Table
 
     console = stdout_console()
-    table = Table(title=escape(f"plan for {plan.model_path} from {plan.profile}"), title_justify="left")
+    table = Table(title=shown(f"plan for {plan.model_path} from {plan.profile}"), title_justify="left")
     for column in ("pass", "hot op types", "hot share", "nodes", "opset change", "reason"):
         table.add_column(column, justify="right" if column == "hot share" else "left", overflow="fold")
     for c in plan.candidates:
         nodes = ", ".join(c["nodes"][:3]) + (f" (+{len(c['nodes']) - 3})" if len(c["nodes"]) > 3 else "")
         opset = f"--opset {c['opset']}" if c["opset"] is not None else "-"
         table.add_row(
-            c["pass_name"], ", ".join(c["op_types"]), f"{c['hot_share']:.1%}", escape(nodes), opset, escape(c["reason"])
+            shown(c["pass_name"]), shown(", ".join(c["op_types"])), f"{c['hot_share']:.1%}", shown(nodes), opset,
+            shown(c["reason"]),
         )
-    console.print(f"target {plan.target}: {plan.target_chosen}")
+    console.print(shown(f"target {plan.target}: {plan.target_chosen}"))
     if plan.candidates:
         console.print(table)
     else:
@@ -75,7 +76,7 @@ def print_plan(plan, output: Path | None) -> None:
         console.print(f"white-list shape: {shape}")
     if settings().verbose or not plan.candidates:
         for item in plan.rejected:
-            console.print(f"  not proposed: {item['pass']}: {escape(item['reason'])}")
+            console.print(f"  not proposed: {item['pass']}: {shown(item['reason'])}")
     else:
         console.print(f"  not proposed: {', '.join(item['pass'] for item in plan.rejected) or '-'} (-v says why)")
     if output is None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from optimizer.cli.console import note, progress, settings, stdout_console, verbosity_options
+from optimizer.cli.console import literal, note, progress, settings, stdout_console, verbosity_options
 from optimizer.cli.options import input_shape_option
 
 
@@ -95,16 +95,17 @@ def _profile_npu(model: Path, out_dir: Path, runs: int, device: int, timeout: fl
 
 
 def print_profile(profile, top: int) -> None:
-    """The top op types by time, and the latency summary."""
+    """The top op types by time, and the latency summary (names from the profile shown literally)."""
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"profile of {profile.source} ({profile.kind})", title_justify="left")
+    table = Table(title=escape(literal(f"profile of {profile.source} ({profile.kind})")), title_justify="left")
     for column in ("op type", "core", "count", "total us", "avg us", "share"):
         table.add_column(column, justify="left" if column in ("op type", "core") else "right")
     for stat in profile.stats[:top]:
         table.add_row(
-            stat.op_type or "N/A",
-            stat.core_type or "",
+            escape(literal(stat.op_type or "N/A")),
+            escape(literal(stat.core_type or "")),
             str(stat.count),
             f"{stat.total_us:.1f}",
             f"{stat.avg_us:.1f}",

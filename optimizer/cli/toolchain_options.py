@@ -54,23 +54,11 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def om_name(output: Path | None, model: Path, suffix: str = "") -> Path:
-    """The tool's --output: ``-o`` without a trailing .om, else the model's name (plus ``suffix``) beside it."""
-    if output is None:
-        return model.with_name(model.stem + suffix)
-    return output.with_suffix("") if output.suffix == ".om" else output
-
-
-def atc_input_shape(model: Path, input_shapes: dict[str, list[int]], extra_args: tuple[str, ...]) -> str | None:
-    """--input_shape for the tool: None when given raw after ``--``, else from the options and the model."""
-    from optimizer.toolchain.atc import model_input_shape
-
-    if any(arg.split("=", 1)[0] == "--input_shape" for arg in extra_args):
-        return None
-    return model_input_shape(model, input_shapes)
-
-
 def report_failure(text: str) -> int:
-    """Print a tool's failure block on stderr; the exit status of a tool that ran and failed."""
-    click.echo(text, err=True)
+    """Print a tool's failure block on stderr (each line shown literally: it quotes the model's
+    names); the exit status of a tool that ran and failed."""
+    from optimizer.cli.console import literal
+
+    for line in text.splitlines():
+        click.echo(literal(line), err=True)
     return 1

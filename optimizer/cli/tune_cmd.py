@@ -6,18 +6,19 @@ from pathlib import Path
 
 import click
 
-from optimizer.cli.console import check_folders, note, progress, settings, verbosity_options, write_json
-from optimizer.cli.toolchain_options import (
-    atc_input_shape,
-    cann_version_option,
-    model_options,
-    om_name,
-    report_failure,
-    timeout_option,
+from optimizer.cli.console import (
+    check_folders,
+    check_outputs,
+    literal,
+    note,
+    progress,
+    settings,
+    verbosity_options,
+    write_json,
 )
+from optimizer.cli.toolchain_options import cann_version_option, model_options, report_failure, timeout_option
 
 AUTO_TUNE_MODES = ("RL", "GA")
-AUTO_TUNE_DEFAULT = "RL,GA"  # both, as the ICNet guide ran it
 
 
 def _parse_modes(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -87,12 +88,12 @@ def tune_command(
     Arguments after '--' go to the tool unchanged and replace any flag of the same name.
     """
     from optimizer.errors import UserError
-    from optimizer.toolchain.environment import discover
-    from optimizer.toolchain.process import ToolError
+    from optimizer.toolchain.jobs import TuneJob, tune
 
-    if not model.is_file():
-        raise UserError(f"{model}: no such file")
     check_folders(report)
+    check_outputs(
+        {"--report": report}, inputs={"--ops-from": ops_from, "--tune-bank": tune_bank}, models={"MODEL": model}
+    )
     if tool == "aoe":
         if mode is not None:
             raise UserError("--mode is auto_tune's (RL, GA): AOE takes --job-type 1 or 2")
@@ -100,44 +101,19 @@ def tune_command(
             raise UserError("--tool aoe needs --job-type: 1 subgraph tuning, 2 operator tuning (run 1, then 2)")
     elif job_type is not None or ops_from is not None:
         raise UserError("--job-type and --ops-from are AOE's: use --tool aoe")
-    toolchain = discover(cann_version)
-    if tool == "auto_tune":
-        from optimizer.toolchain.atc import check_auto_tune
-
-        check_auto_tune(toolchain, model=str(model), soc=soc)
-    toolchain.tool("aoe" if tool == "aoe" else "atc")
-    output = om_name(output, model, f"_{tool}")
-    if not output.parent.is_dir():
-        raise UserError(f"-o {output}: folder {output.parent} does not exist")
-    common = {
-        "model": model.resolve(),
-        "output": output.resolve(),
-        "input_shape": atc_input_shape(model, input_shapes, extra_args),
-        "input_format": input_format,
-        "out_nodes": out_nodes,
-        "extra": list(extra_args),
-    }
-    bank = _tune_bank(tune_bank)
+    job = TuneJob(
+        model=model, soc=soc, output=output, input_shapes=input_shapes, input_format=input_format,
+        out_nodes=out_nodes, extra=list(extra_args), timeout=timeout, cann_version=cann_version, tool=tool,
+        job_type=job_type, mode=mode, ops_from=ops_from, top=top, tune_bank=tune_bank,
+    )
     verbose = settings().verbose > 0
-    try:
-        if tool == "aoe":
-            from optimizer.toolchain.aoe import AoeOptions, run_aoe
-
-            ops_file = _tune_ops_file(ops_from, top, output) if ops_from is not None else None
-            options = AoeOptions(job_type=job_type, tune_ops_file=ops_file, **common)
-            with progress() as say:
-                result = run_aoe(toolchain, options, soc=soc, tune_bank=bank, timeout=timeout, progress=say,
-                                 verbose=verbose)
-        else:
-            from optimizer.toolchain.atc import AtcOptions, run_atc
-
-            options = AtcOptions(soc=soc, auto_tune_mode=mode or AUTO_TUNE_DEFAULT, **common)
-            extra_env = {"TUNE_BANK_PATH": str(bank)} if bank is not None else None
-            with progress() as say:
-                result = run_atc(toolchain, options, timeout=timeout, extra_env=extra_env, progress=say,
-                                 verbose=verbose)
-    except ToolError as exc:
-        return report_failure(f"onnx-opt: {exc}")
+    with progress() as say:
+        done = tune(job, progress=say, verbose=verbose)
+    for line in done.notes:
+        note(literal(line))
+    if done.error is not None:
+        return report_failure(f"onnx-opt: {done.error}")
+    result = done.result
     if report is not None:
         write_json(report, result.to_dict())
     if not result.ok:
@@ -147,31 +123,10 @@ def tune_command(
 
         return report_failure(format_failure(result, model=str(model), soc=soc, verbose=verbose))
     if tool == "auto_tune":
-        note(f"wrote {result.om} tuned by auto_tune ({options.auto_tune_mode}; ATC output in {result.log})")
+        note(f"wrote {result.om} tuned by auto_tune ({done.mode}; ATC output in {result.log})")
     elif not settings().quiet:
         _print_aoe(result)
     return 0
-
-
-def _tune_ops_file(ops_from: Path, top: int, output: Path) -> Path:
-    """Write AOE's --tune_ops_file from the hottest ops of a profile, beside the output."""
-    from optimizer.toolchain.aoe import tune_ops
-
-    ops = tune_ops(ops_from, top)
-    path = output.with_name(output.name + ".tune_ops.json")
-    write_json(path, ops)
-    note(f"wrote {path}: AOE tunes {', '.join(ops.get('tune_ops_name') or ops['tune_ops_type'])}")
-    return path
-
-
-def _tune_bank(tune_bank: Path | None) -> Path | None:
-    """The tune bank folder, made when missing (AOE needs it to exist)."""
-    if tune_bank is None:
-        return None
-    if not tune_bank.is_dir():
-        tune_bank.mkdir(parents=True)
-        note(f"created tune bank folder {tune_bank}")
-    return tune_bank.resolve()
 
 
 def _print_aoe(result) -> None:
@@ -182,7 +137,7 @@ def _print_aoe(result) -> None:
             f"{len(found.modified)} operator(s) changed in the tune bank; {found.status or ''}".rstrip("; ")
         )
         for op in found.modified:
-            click.echo(f"  {op.name} ({op.op_type}): {op.before_us} us -> {op.after_us} us ({op.improvement})")
+            click.echo(literal(f"  {op.name} ({op.op_type}): {op.before_us} us -> {op.after_us} us ({op.improvement})"))
     if result.improvement and not result.reports:
         click.echo(f"performance improved by {result.improvement}")
     click.echo(f"tune bank: {result.tune_bank}")

@@ -34,15 +34,24 @@ from optimizer.errors import UserError
 from optimizer.loop.candidates import Candidate, choose_candidates
 from optimizer.loop.plan import Plan, file_sha256
 from optimizer.loop.timing import MAX_ROUNDS, ROUNDS, ABResult, RunnerFactory, time_ab
-from optimizer.modelio import has_external_data, load_model, save_model
+from optimizer.modelio import (
+    check_output,
+    check_outputs,
+    clean_stale_staging,
+    has_external_data,
+    load_model,
+    save_model,
+)
 from optimizer.optimize import OptimizeOptions, optimize
 from optimizer.passapi import model_opset
 from optimizer.verifier import choose_feeds
+from profiles.atomic import write_json_atomic
 from profiles.statistics import MIN_GAIN
 
 FASTER = "faster"
 BUDGET_S = 120.0  # seconds of A/B timing in all, shared by the steps still to come
 MIN_STEP_BUDGET_S = 5.0
+REPORT_FILES = ("auto.json", "auto.html", "plan.json")
 
 
 @dataclass
@@ -189,7 +198,7 @@ def run_auto(options: AutoOptions, progress: Callable[[str], None] | None = None
         say("choosing candidates from the profile")
         candidates, rejected, choice = choose_candidates(before, base, options.target)
         result = AutoResult(str(options.input), str(options.output), choice.name, choice.how, [], None, [],
-                            None, rejected, [])
+                            None, rejected, clean_stale_staging(options.output.parent))
         if not candidates:
             result.notes.append("no pass changes a node of a hot op type: nothing to try")
         best, spent = base, 0.0
@@ -308,15 +317,17 @@ def optimize_options(options: AutoOptions, source: Path, out: Path, **changes: A
 
 
 def check_paths(options: AutoOptions) -> None:
-    """Refuse, before any work, an output that is the input or a folder, and a report that is a file."""
+    """Refuse, before any work, an output that is the input, not a writable regular file, or
+    any other file of the run (the report's files included), and a report that is a file."""
     if not options.input.is_file():
         raise UserError(f"{options.input}: no such file")
     if options.output.exists() and options.output.resolve() == options.input.resolve():
         raise UserError(f"-o {options.output} is the input; give another file")
-    if options.output.is_dir():
-        raise UserError(f"-o {options.output} is a directory; give a file name")
-    if not options.output.parent.is_dir():
-        raise UserError(f"-o {options.output}: folder {options.output.parent} does not exist")
+    check_output(options.output)
+    folder = options.report
+    report_files = {f"--report {name}": folder / name for name in REPORT_FILES} if folder and folder.is_dir() else {}
+    check_outputs(report_files, inputs={"--inputs": options.inputs},
+                  models={"the input model": options.input, "-o": options.output})
     report = options.report
     if report is not None and report.exists() and not report.is_dir():
         raise UserError(f"--report {report} is a file; give a folder")
@@ -336,7 +347,6 @@ def write_output(best: Path, base: Path, options: AutoOptions) -> list[str]:
 
 def write_report(folder: Path, work: Path, result: AutoResult, options: AutoOptions) -> None:
     """``auto.json``, ``plan.json``, ``auto.html`` and both profiles, into ``folder``."""
-    import json
 
     from optimizer.loop.auto_report import write_html
     from optimizer.loop.plan import write_plan
@@ -356,7 +366,7 @@ def write_report(folder: Path, work: Path, result: AutoResult, options: AutoOpti
         whitelist_shapes=[shape for edit in result.opp_edits for shape in edit["added"]],
     )
     write_plan(plan, folder / "plan.json")
-    (folder / "auto.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    write_json_atomic(folder / "auto.json", result.to_dict())
     for name in ("profile_before", "profile_after"):
         if (work / name).is_dir():
             shutil.rmtree(folder / name, ignore_errors=True)

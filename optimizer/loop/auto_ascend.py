@@ -21,8 +21,6 @@ suffix ``.om``); the report says which ``.om`` was kept, the OPP edits kept and 
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import shutil
 import tempfile
@@ -51,6 +49,7 @@ from optimizer.modelio import load_model
 from optimizer.optimize import optimize
 from optimizer.passapi import model_opset
 from optimizer.targets import load_target, target_names
+from optimizer.toolchain.jobs import aoe_tune, atc_convert, input_shape_for, prepare_tune_bank, write_tune_ops
 from optimizer.toolchain.process import ToolError
 from optimizer.whitelist_shapes import WHITELIST_PASS
 
@@ -287,8 +286,6 @@ def _try_aoe(run: _Run, best: Built, profiled: dict[Path, Path], budget: float) 
 
     The step, the new best (the tuned .om only when faster) and ``auto.json``'s ``aoe`` entry.
     """
-    from optimizer.toolchain.aoe import AoeOptions, run_aoe, tune_ops
-
     options = run.options
     step = Step(AOE_STEP, None, 0.0, [], None, False, None, None, "")
     summary: dict = {"job_type": 2, "kept": False}
@@ -296,26 +293,21 @@ def _try_aoe(run: _Run, best: Built, profiled: dict[Path, Path], budget: float) 
         run.say("profiling the kept model for AOE")
         _profile(run, best.om, run.work / "profile_kept")
         profiled[best.om] = run.work / "profile_kept"
+    output = run.work / "aoe" / "tuned"
+    output.parent.mkdir()
     try:
-        ops = tune_ops(profiled[best.om], options.tune_top)
+        ops_file, step.hot_op_types = write_tune_ops(profiled[best.om], options.tune_top, output)
     except UserError as exc:
         step.reason = summary["reason"] = f"not run: {exc}"
         return step, best, summary
-    folder = run.work / "aoe"
-    folder.mkdir()
-    ops_file = folder / "tuned.tune_ops.json"
-    ops_file.write_text(json.dumps(ops, indent=2) + "\n")
-    step.hot_op_types = summary["tune_ops"] = ops.get("tune_ops_name") or ops.get("tune_ops_type") or []
-    aoe = AoeOptions(model=best.onnx.resolve(), output=(folder / "tuned").resolve(), job_type=2,
-                     input_shape=_input_shape(best.onnx, options), input_format=options.input_format,
-                     out_nodes=options.out_nodes, tune_ops_file=ops_file.resolve())
-    bank = options.tune_bank.resolve() if options.tune_bank is not None else None
-    if bank is not None:
-        bank.mkdir(parents=True, exist_ok=True)
+    summary["tune_ops"] = step.hot_op_types
+    input_shape = input_shape_for(best.onnx, {}, options.atc_args)
+    bank, _ = prepare_tune_bank(options.tune_bank)
     run.say("aoe: operator tuning of " + ", ".join(step.hot_op_types))
     try:
-        done = run_aoe(run.toolchain, aoe, soc=run.soc, tune_bank=bank, timeout=options.tune_timeout_s,
-                       progress=run.say, verbose=options.verbose)
+        done = aoe_tune(run.toolchain, best.onnx, output, soc=run.soc, job_type=2, input_shape=input_shape,
+                        input_format=options.input_format, out_nodes=options.out_nodes, tune_ops_file=ops_file,
+                        tune_bank=bank, timeout=options.tune_timeout_s, progress=run.say, verbose=options.verbose)
         summary.update(tune_bank=done.tune_bank, improvement=done.improvement,
                        reports=[{"kind": r.kind, "baseline_ms": r.baseline_ms, "result_ms": r.result_ms,
                                  "improvement": r.improvement, "modified": len(r.modified)} for r in done.reports])
@@ -334,14 +326,14 @@ def _try_aoe(run: _Run, best: Built, profiled: dict[Path, Path], budget: float) 
 
 def _convert(run: _Run, model: Path, output: Path) -> Path:
     """Convert ``model`` with ATC to ``output``.om; a ToolError saying why when ATC fails."""
-    from optimizer.toolchain.atc import AtcOptions, format_failure, run_atc
+    from optimizer.toolchain.atc import format_failure
 
     options = run.options
-    atc = AtcOptions(model=model.resolve(), output=output.resolve(), soc=run.soc,
-                     input_shape=_input_shape(model, options), input_format=options.input_format,
-                     out_nodes=options.out_nodes, extra=list(options.atc_args))
+    input_shape = input_shape_for(model, {}, options.atc_args)
     run.say(f"converting {model.name} with ATC for {run.soc}")
-    done = run_atc(run.toolchain, atc, timeout=options.timeout_s, progress=run.say, verbose=options.verbose)
+    done = atc_convert(run.toolchain, model, output, soc=run.soc, input_shape=input_shape,
+                       input_format=options.input_format, out_nodes=options.out_nodes, extra=options.atc_args,
+                       timeout=options.timeout_s, progress=run.say, verbose=options.verbose)
     if not done.ok:  # the log is in the work folder, which goes: say what failed without pointing at it
         first = done.errors[0] if done.errors else None
         detail = f"{first.code}: {first.message}; " if first else ""
@@ -357,15 +349,6 @@ def _convert_or_raise(run: _Run, model: Path, output: Path) -> Path:
     except ConversionError as exc:
         raise ToolError(f"{exc.block}\nthe input cannot be converted for {run.soc}; 'onnx-opt convert "
                         f"{run.options.input} --soc {run.soc}' keeps ATC's log") from None
-
-
-def _input_shape(model: Path, options: AutoOptions) -> str | None:
-    """ATC's --input_shape: None when given raw among the ATC flags, else the model's (fixed) shapes."""
-    from optimizer.toolchain.atc import model_input_shape
-
-    if any(arg.split("=", 1)[0] == "--input_shape" for arg in options.atc_args):
-        return None
-    return model_input_shape(model, {})
 
 
 def _time(run: _Run, a: Path, b: Path, budget: float, labels: tuple[str, str]) -> ABResult:
@@ -404,24 +387,14 @@ def _backup(path: Path) -> Path:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` over ``path`` atomically (a temporary file beside it, renamed), keeping its mode."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(data)
-    try:
-        shutil.copymode(path, handle.name)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    """Write ``data`` over ``path`` atomically, keeping its mode (the one helper)."""
+    from profiles.atomic import write_atomic
+
+    write_atomic(path, data)
 
 
 def _copy(source: Path, destination: Path) -> None:
-    """Copy ``source`` to ``destination`` atomically."""
-    with tempfile.NamedTemporaryFile(dir=destination.parent, prefix=f".{destination.name}.", delete=False) as handle:
-        pass
-    try:
-        shutil.copyfile(source, handle.name)
-        os.replace(handle.name, destination)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    """Copy ``source`` to ``destination`` atomically (the one helper)."""
+    from profiles.atomic import copy_atomic
+
+    copy_atomic(source, destination)

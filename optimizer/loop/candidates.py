@@ -157,7 +157,7 @@ def choose_target(profile, target: str | None) -> TargetChoice:
     if cores & A2_CORE_TYPES:
         kernels = "/".join(sorted(cores & A2_CORE_TYPES))
         return TargetChoice("ascend910b", f"inferred from the profile: {kernels} kernels, which Atlas A2 (910B) runs")
-    columns = profile.ops[0].extra if profile.ops else {}
+    columns = [*profile.meta.get("columns", []), *(profile.ops[0].extra if profile.ops else {})]
     if any(column.startswith(("aic_", "aiv_")) for column in columns):
         return TargetChoice(
             "ascend910b", "inferred from the profile: aic_/aiv_ columns, the cube/vector split of Atlas A2 (910B)"

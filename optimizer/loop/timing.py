@@ -17,8 +17,8 @@ itself; ``auto`` takes ``thread-cpu`` with one thread and ``wall`` with more. On
 
 from __future__ import annotations
 
+import contextlib
 import math
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -113,7 +113,7 @@ class OnnxruntimeRunners:
         self.feeds, self.threads, self.clock, self.graph_optimization = feeds, threads, clock, graph_optimization
         self.min_sample_s = min_sample_s
         self.repeats: dict[str, int] = {}  # inferences per sample, by model
-        self._folders: list[tempfile.TemporaryDirectory] = []
+        self._sources = contextlib.ExitStack()  # kept open while the sessions live
 
     def settings(self) -> dict:
         """The session options every session gets."""
@@ -123,6 +123,7 @@ class OnnxruntimeRunners:
 
     def __call__(self, model: Any) -> Runner:
         from optimizer.ort_session import cpu_session, native_reason, onnxruntime, session_options
+        from optimizer.verify import session_source
 
         ort = onnxruntime()
         levels = {
@@ -140,7 +141,9 @@ class OnnxruntimeRunners:
         timer = time.thread_time if self.clock == "thread-cpu" else time.perf_counter
         feeds = self.feeds
         try:
-            session = cpu_session(self._source(model), options)
+            source = self._sources.enter_context(session_source(model if not isinstance(model, str) else Path(model),
+                                                                options))
+            session = cpu_session(source, options)
             session.run(None, feeds)
             started = timer()
             session.run(None, feeds)
@@ -158,18 +161,9 @@ class OnnxruntimeRunners:
 
         return run
 
-    def _source(self, model: Any) -> str | bytes:
-        import onnx_ir as ir
-
-        from optimizer.modelio import has_external_data, save_model
-
-        if not isinstance(model, ir.Model):
-            return str(model)
-        if not has_external_data(model):
-            return ir.serde.serialize_model(model).SerializeToString()
-        folder = tempfile.TemporaryDirectory(prefix="onnx-opt-timing-")
-        self._folders.append(folder)  # removed with the factory
-        return str(save_model(model, Path(folder.name) / "model.onnx")[0])
+    def close(self) -> None:
+        """Remove what the sessions needed on disk (a copy of an in-memory model, rarely)."""
+        self._sources.close()
 
 
 class AisBenchRunners:
@@ -297,6 +291,18 @@ def time_many(
         feeds or {}, threads=threads, clock=used, graph_optimization=graph_optimization
     )
     say("starting the sessions")
+    try:
+        return _measure(factory, models, labels, used, why, threads, rounds, max_rounds, budget_s, seed, warmup,
+                        order, min_gain, confidence, monotonic, say)
+    finally:
+        if hasattr(factory, "close"):
+            factory.close()
+
+
+def _measure(factory: RunnerFactory, models: Sequence[Any], labels: list[str], used: str, why: str, threads: int,
+             rounds: int, max_rounds: int, budget_s: float, seed: int, warmup: int, order: str, min_gain: float,
+             confidence: float, monotonic: Callable[[], float], say: Callable[[str], None]) -> list[ABResult]:
+    """The protocol of :func:`time_many` once the runner factory is chosen."""
     runners = [factory(model) for model in models]
     started = monotonic()
     forward = list(range(len(runners)))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from optimizer.errors import UserError
 from optimizer.toolchain.environment import Toolchain
-from optimizer.toolchain.process import run_tool
+from optimizer.toolchain.process import remove_changed, run_tool
 from optimizer.toolchain.versions import AUTO_TUNE_REMOVED
 
 SUCCESS_LINE = "ATC run success"
@@ -215,22 +215,29 @@ def run_atc(
     progress: Callable[[str], None] | None = None,
     verbose: bool = False,
 ) -> AtcResult:
-    """Run ATC in the output's folder, its console streamed to ``options.log``; judge the result."""
+    """Run ATC in the output's folder, its console streamed to ``options.log``; judge the result.
+
+    When ATC is stopped (timeout, Ctrl-C, SIGTERM) the .om it had begun to write is removed.
+    """
     argv = atc_args(toolchain.tool("atc"), options)
     folder = options.output.parent
     if not folder.is_dir():
         raise UserError(f"-o {options.output}: folder {folder} does not exist")
     before = _om_stamps(options)
-    done = run_tool(
-        argv,
-        env=toolchain.env,
-        timeout=timeout,
-        log=options.log,
-        cwd=folder,
-        extra_env=extra_env,
-        progress=progress,
-        verbose=verbose,
-    )
+    try:
+        done = run_tool(
+            argv,
+            env=toolchain.env,
+            timeout=timeout,
+            log=options.log,
+            cwd=folder,
+            extra_env=extra_env,
+            progress=progress,
+            verbose=verbose,
+        )
+    except BaseException:  # stopped (timeout, Ctrl-C, SIGTERM): an .om it had begun is not a model
+        remove_changed(before, _om_stamps(options))
+        raise
     messages = parse_output(done.output)
     errors = [m for m in messages if not m.is_warning]
     om = next((path for path, stamp in _om_stamps(options).items() if before.get(path) != stamp), None)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +35,15 @@ HINTS = {
     "python3": "install Python 3 and put python3 on PATH",
 }
 
-_EXPORT = re.compile(r"^\s*export\s+([A-Za-z_]\w*)=(.*?)\s*$")
-_REFERENCE = re.compile(r"\$\{([A-Za-z_]\w*)\}|\$([A-Za-z_]\w*)")
+SET_ENV_TIMEOUT = 30.0  # seconds bash may take to source set_env.sh
+# bash prints its environment, sources the script (no arguments; its output dropped), prints the
+# mark and the environment again, and exits with the script's status.
+_SOURCE = (
+    '__oo_script=$1 __oo_mark=$2; set --; env -0; source "$__oo_script" >/dev/null; __oo_status=$?; '
+    'printf "%s\\0" "$__oo_mark"; env -0; exit $__oo_status'
+)
+_MARK = "--onnx-opt: set_env.sh sourced--"
+_SHELL_OWN = frozenset({"_", "PWD", "OLDPWD", "SHLVL"})  # bash's own bookkeeping, not the script's
 
 
 @dataclass
@@ -51,6 +58,7 @@ class Toolchain:
     set_env: Path | None
     env: dict[str, str]
     user_path: str
+    set_env_error: str | None = None  # why set_env.sh could not be sourced (discover(strict=False) only)
 
     def find(self, name: str) -> Path | None:
         """The tool ``name``: on the user's PATH first, then in the toolkit; None when absent."""
@@ -89,10 +97,13 @@ class Toolchain:
         return [self.home, self.home / f"{platform.machine()}-linux"]
 
 
-def discover(cann_version: str | None = None, environ: dict[str, str] | None = None) -> Toolchain:
+def discover(cann_version: str | None = None, environ: dict[str, str] | None = None, *,
+             strict: bool = True) -> Toolchain:
     """Find the toolkit from ``environ`` (default: this process's environment); never raises for absence.
 
-    ``cann_version`` (``--cann-version``) overrides the version read from the toolkit.
+    ``cann_version`` (``--cann-version``) overrides the version read from the toolkit. A set_env.sh
+    that fails or hangs is a :class:`UserError`; with ``strict=False`` it is recorded in
+    ``set_env_error`` instead and the tools get ``environ`` as it is.
     """
     environ = dict(os.environ if environ is None else environ)
     if cann_version is not None and not is_version(cann_version):
@@ -102,8 +113,15 @@ def discover(cann_version: str | None = None, environ: dict[str, str] | None = N
     if version is None and home is not None and (found := read_cann_version(home)):
         version, version_source = found[0], str(found[1])
     set_env = _set_env_script(home)
-    env = apply_set_env(set_env.read_text(errors="replace"), environ) if set_env else environ
-    return Toolchain(home, source, tried, version, version_source, set_env, env, environ.get("PATH", ""))
+    env, problem = environ, None
+    if set_env is not None:
+        try:
+            env = source_set_env(set_env, environ)
+        except UserError as exc:
+            if strict:
+                raise
+            problem = str(exc)
+    return Toolchain(home, source, tried, version, version_source, set_env, env, environ.get("PATH", ""), problem)
 
 
 def read_cann_version(home: Path) -> tuple[str, Path] | None:
@@ -129,25 +147,53 @@ def read_cann_version(home: Path) -> tuple[str, Path] | None:
     return None
 
 
-def apply_set_env(text: str, environ: dict[str, str]) -> dict[str, str]:
-    """``environ`` updated by the ``export VAR=value`` lines of a set_env.sh (no shell is run).
+def source_set_env(path: Path, environ: dict[str, str], *, timeout: float | None = None) -> dict[str, str]:
+    """``environ`` as ``source path`` in bash leaves it: the variables the script set, changed or unset.
 
-    ``${VAR}`` and ``$VAR`` expand from the variables so far (unset ones to ""); single-quoted
-    values stay literal; lines with command substitution are skipped.
+    bash itself sources the script (so ``$(...)``, conditionals and functions take effect as on a real
+    CANN install) and prints its environment before and after; bash's own variables (``PWD``,
+    ``SHLVL``, ...) are left out. A script that fails (non-zero status, ``exit``) or runs longer than
+    ``timeout`` seconds (default :data:`SET_ENV_TIMEOUT`; its whole process group is ended) is a
+    :class:`UserError` of one line.
     """
+    from optimizer.toolchain.process import stop_group
+
+    timeout = SET_ENV_TIMEOUT if timeout is None else timeout
+    bash = shutil.which("bash", path=environ.get("PATH")) or shutil.which("bash")
+    if bash is None:
+        raise UserError(f"{path}: bash is needed to source it, and there is no bash on PATH")
+    argv = [bash, "-c", _SOURCE, "set_env", str(path), _MARK]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=environ, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException as exc:  # the timeout, Ctrl-C, SIGTERM: no sourcing left running
+        stop_group(proc, grace=1.0)
+        proc.stdout.close()
+        proc.stderr.close()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise UserError(f"{path}: sourcing it with bash did not finish within {timeout:g} s") from None
+        raise
+    parts = out.split(b"\0")
+    mark = os.fsencode(_MARK)
+    if proc.returncode != 0 or parts.count(mark) != 1:
+        said = err.decode(errors="replace").strip().splitlines()
+        why = f": {said[-1].strip()}" if said else ""
+        raise UserError(f"{path}: sourcing it with bash failed (exit status {proc.returncode}){why}")
+    before, after = _environment(parts[: parts.index(mark)]), _environment(parts[parts.index(mark) + 1 :])
     env = dict(environ)
-    for line in text.splitlines():
-        m = _EXPORT.match(line)
-        if m is None or "$(" in line or "`" in line:
-            continue
-        name, value = m.groups()
-        if len(value) >= 2 and value[0] == value[-1] == "'":
-            env[name] = value[1:-1]
-            continue
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1]
-        env[name] = _REFERENCE.sub(lambda ref: env.get(ref.group(1) or ref.group(2), ""), value)
+    for name, value in after.items():
+        if name not in _SHELL_OWN and before.get(name) != value:
+            env[name] = value
+    for name in before.keys() - after.keys() - _SHELL_OWN:
+        env.pop(name, None)
     return env
+
+
+def _environment(entries: list[bytes]) -> dict[str, str]:
+    """``NAME=value`` entries of ``env -0`` as a dict (bytes that are not UTF-8 kept, as os.environ keeps them)."""
+    pairs = (os.fsdecode(entry).partition("=") for entry in entries if b"=" in entry)
+    return {name: value for name, _, value in pairs}
 
 
 def _toolkit_home(environ: dict[str, str]) -> tuple[Path | None, str | None, list[str]]:

@@ -8,7 +8,6 @@ From 6.0 on: ``msprof --export=on --output=X``.
 
 from __future__ import annotations
 
-import re
 import shlex
 import shutil
 from collections.abc import Callable
@@ -17,10 +16,10 @@ from pathlib import Path
 from optimizer.toolchain.environment import Toolchain
 from optimizer.toolchain.process import ToolError, run_tool
 from optimizer.toolchain.versions import MSPROF_EXPORT_LINE, release_line
+from profiles.readers.msprof_dir import PROF_DIR  # the one msprof folder-name pattern, shared with the reader
 
 COLLECT_SWITCHES = ("--task-time=on", "--aicpu=on", "--runtime-api=on")
 LEGACY_SWITCHES = ("--model-execution=on",)  # CANN 5.x needs it for the model's op_summary
-_PROF_DIR = re.compile(r"^PROF_\d+_(\d+)_[A-Za-z0-9]+$")
 _CSV_PREFIXES = ("op_summary", "op_statistic")
 
 
@@ -45,9 +44,9 @@ def export_commands(toolchain: Toolchain, job: Path) -> list[list[str]]:
 
 def find_job(output: Path) -> Path:
     """The newest job folder msprof wrote in ``output``: ``PROF_*`` (by its timestamp) or ``JOB*``."""
-    profs = [d for d in output.iterdir() if d.is_dir() and _PROF_DIR.match(d.name)]
+    profs = [d for d in output.iterdir() if d.is_dir() and PROF_DIR.match(d.name)]
     if profs:
-        return max(profs, key=lambda d: (int(_PROF_DIR.match(d.name).group(1)), d.name))
+        return max(profs, key=lambda d: (int(PROF_DIR.match(d.name).group(1)), d.name))
     jobs = [d for d in output.glob("JOB*") if d.is_dir()]
     if jobs:
         return max(jobs, key=lambda d: (d.stat().st_mtime_ns, d.name))

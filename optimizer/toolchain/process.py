@@ -1,6 +1,7 @@
 """Run one tool: an argument list (never a shell), its own process group, a timeout, output
 streamed line by line to a log file and a progress callback, the whole group ended on
-timeout or Ctrl-C so that no orphan is left."""
+timeout, Ctrl-C, SIGTERM or SIGHUP (see :mod:`optimizer.toolchain.signals`) so that no orphan
+is left; the exception that stopped it names the group (:func:`stopped_tools`)."""
 
 from __future__ import annotations
 
@@ -63,13 +64,17 @@ def run_tool(
     """Run ``argv`` to completion and return its exit status and output (stdout and stderr merged).
 
     ``env`` is the child's whole environment and ``extra_env`` is laid over it (for the child only).
-    Raises :class:`ToolTimeoutError` after ``timeout`` seconds, and re-raises KeyboardInterrupt, in both
-    cases after ending the tool's whole process group.
+    Raises :class:`ToolTimeoutError` after ``timeout`` seconds, and re-raises whatever else stopped the
+    wait (KeyboardInterrupt, :class:`~optimizer.toolchain.signals.Terminated`), in every case after
+    ending the tool's whole process group; :func:`stopped_tools` of that exception names the group.
     """
     argv = [str(arg) for arg in argv]
+    name = tool_name(argv)
     if verbose:
         print(f"$ {command_line(argv, extra_env, cwd)}", file=sys.stderr, flush=True)
     started = time.monotonic()
+    lines: deque[str] = deque(maxlen=KEEP_LINES)
+    reader: threading.Thread | None = None
     handle = log.open("w", encoding="utf-8") if log is not None else None
     try:
         proc = subprocess.Popen(
@@ -85,9 +90,8 @@ def run_tool(
         if handle is not None:
             handle.close()
         raise UserError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-    lines: deque[str] = deque(maxlen=KEEP_LINES)
-    reader = threading.Thread(target=_pump, args=(proc, lines, handle, progress), daemon=True)
-    try:
+    try:  # from here on, whatever stops the wait ends the group
+        reader = threading.Thread(target=_pump, args=(proc, lines, handle, progress), daemon=True)
         reader.start()
         proc.wait(timeout=timeout)
         reader.join(max(0.0, timeout - (time.monotonic() - started)))
@@ -97,13 +101,41 @@ def run_tool(
         _end(proc, reader, grace)
         where = f"; output in {log}" if log is not None else ""
         raise ToolTimeoutError(
-            f"{Path(argv[0]).name} did not finish within {timeout:g} s and was stopped{where} "
+            f"{name} did not finish within {timeout:g} s and was stopped{where} "
             "(raise --timeout if it needs longer)"
         ) from None
-    except BaseException:
+    except BaseException as exc:
         _end(proc, reader, grace)
+        exc.onnx_opt_stopped = [*getattr(exc, "onnx_opt_stopped", []), f"{name} (process group {proc.pid})"]
         raise
     return Completed(argv, proc.returncode, "\n".join(lines), log)
+
+
+def tool_name(argv: list[str]) -> str:
+    """The tool's name for messages: ``atc`` for ``/x/atc``, ``ais_bench`` for ``python3 -m ais_bench``."""
+    if len(argv) > 2 and argv[1] == "-m":
+        return argv[2]
+    return Path(argv[0]).name
+
+
+def stopped_tools(exc: BaseException | None) -> list[str]:
+    """The tools :func:`run_tool` ended while ``exc`` (or what caused it) went through it, e.g.
+    ``["atc (process group 4242)"]``."""
+    found: list[str] = []
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        found += getattr(exc, "onnx_opt_stopped", [])
+        exc = exc.__cause__ or exc.__context__
+    return found
+
+
+def remove_changed(before: dict[Path, int], now: dict[Path, int]) -> None:
+    """Remove the files of ``now`` that are new or changed since ``before`` (path -> mtime): what a
+    tool that was stopped had begun to write is not a result."""
+    for path, stamp in now.items():
+        if before.get(path) != stamp:
+            path.unlink(missing_ok=True)
 
 
 def stop_group(proc: subprocess.Popen, grace: float = GRACE_SECONDS) -> None:
@@ -115,9 +147,11 @@ def stop_group(proc: subprocess.Popen, grace: float = GRACE_SECONDS) -> None:
     proc.wait()
 
 
-def _end(proc: subprocess.Popen, reader: threading.Thread, grace: float) -> None:
+def _end(proc: subprocess.Popen, reader: threading.Thread | None, grace: float) -> None:
     stop_group(proc, grace)
-    if reader.is_alive():
+    if reader is None:
+        proc.stdout.close()
+    elif reader.is_alive():
         reader.join(grace)  # bounded: a process that left the group may still hold the output open
 
 
@@ -128,7 +162,7 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 def _pump(proc: subprocess.Popen, lines: deque[str], handle, progress: Callable[[str], None] | None) -> None:
     """Read the tool's output to its end: keep the lines, write them to the log, report progress."""
-    name = Path(proc.args[0]).name
+    name = tool_name(proc.args)
     try:
         for raw in proc.stdout:
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")

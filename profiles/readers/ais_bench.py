@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import ProfileError
 from ..model import Latency, Profile
+from . import values
 
 SECTIONS = ("NPU_compute_time", "H2D_latency", "D2H_latency")
 NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -37,6 +38,8 @@ def read_json(path: Path, data: dict) -> Profile:
         summaries = {k: _summary(data[k]) for k in SECTIONS if isinstance(data.get(k), dict)}
     except (TypeError, ValueError):
         raise ProfileError(f"{path}: ais_bench summary JSON with non-numeric times") from None
+    _check(path, {f"npu_compute_time_list[{i}]": x for i, x in enumerate(samples)})
+    _check(path, {f"{k}.{name}": x for k, s in summaries.items() for name, x in s.items()})
     if samples:
         latency = Latency.from_samples(samples, throughput)
     else:
@@ -57,9 +60,19 @@ def read_log(path: Path, text: str) -> Profile:
             throughput = float(m.group(1))
             b = BATCH.search(line)
             batch = float(b.group(1)) if b else None
+    _check(path, {f"{k} {name}": x for k, s in summaries.items() for name, x in s.items()})
     meta = {"summaries": summaries, "batch_size": batch}
     latency = _latency(summaries["NPU_compute_time"], throughput)
     return Profile(source=str(path), kind="ais_bench", latency=latency, meta=meta)
+
+
+def _check(path: Path, times: dict[str, float]) -> None:
+    """ProfileError naming the first time that is NaN, infinite or negative."""
+    for field, x in times.items():
+        try:
+            values.check_duration(x)
+        except values.BadDurationError as e:
+            raise ProfileError(f"{path}: {field}: {e}") from None
 
 
 def _summary(d: dict) -> dict[str, float]:

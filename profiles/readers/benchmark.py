@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..errors import ProfileError
 from ..model import Latency, Profile
+from . import values
 
 NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 SECTION = re.compile(r"^\s*\[([^\]]+)\]\s*(\w.*)$")
@@ -29,16 +31,24 @@ def matches(text: str) -> bool:
 def read(path: Path, text: str) -> Profile:
     """Latency and throughput from benchmark output."""
     if m := PURE.search(text):
-        latency = Latency(mean_ms=float(m.group(2)), throughput=float(m.group(1)))
+        latency = Latency(mean_ms=_time(path, "ave_latency", float(m.group(2))), throughput=float(m.group(1)))
         return Profile(source=str(path), kind="benchmark", latency=latency, meta={"mode": "pure_infer"})
     sections = _sections(text)
     infer = next((sections[k] for k in INFER if k in sections), {})
+    module = infer.get("moduleLatency")
     latency = Latency(
-        mean_ms=infer.get("moduleLatency"),
+        mean_ms=None if module is None else _time(path, "moduleLatency", module),
         throughput=infer.get("Interface throughputRate", infer.get("throughputRate")),
     )
     return Profile(source=str(path), kind="benchmark", latency=latency,
                    meta={"mode": "vision", "sections": sections})
+
+
+def _time(path: Path, field: str, x: float) -> float:
+    try:
+        return values.check_duration(x)
+    except values.BadDurationError as e:
+        raise ProfileError(f"{path}: {field}: {e}") from None
 
 
 def _sections(text: str) -> dict[str, dict[str, float]]:

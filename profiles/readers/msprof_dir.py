@@ -18,9 +18,9 @@ from ..errors import ProfileError
 from ..latency_json import latency_from_json, load_latency_doc
 from ..model import Profile
 from . import op_statistic, op_summary
-from .table import Table, model_name, parse_table, require_rows
-from .text import load_text
+from .table import Table, model_name, open_table, require_rows
 
+# msprof's job folder, PROF_<n>_<timestamp>_<id> (group 1: the timestamp); onnx-opt's msprof driver uses it too
 PROF_DIR = re.compile(r"^PROF_\d+_(\d+)_[A-Za-z0-9]+$")
 TRAILING = re.compile(r"_(\d+)\.\w+$")
 SLICE = re.compile(r"_slice_(\d+)_")
@@ -40,9 +40,10 @@ def read_dir(path: Path) -> Profile:
         )
     groups = _files(folder)
     used = [f for fs in groups.values() for f in fs]
-    ops, stats, names, skipped = [], [], [], []
+    ops, stats, names, skipped, columns = [], [], [], [], []
     for f in groups["ops"]:
         table = _table(f, op_summary.matches, "an op_summary CSV (op name and duration columns)")
+        columns += [column for column in table.header if column not in columns]
         rows = op_summary.read_ops(table)
         require_rows(table, rows)
         ops += rows
@@ -66,7 +67,7 @@ def read_dir(path: Path) -> Profile:
         stats=stats,
         latency=latency,
         model_name=next((n for n in names if n), None),
-        meta={"files": [str(f.relative_to(path)) for f in used], "skipped_rows": skipped},
+        meta={"files": [str(f.relative_to(path)) for f in used], "skipped_rows": skipped, "columns": columns},
     )
 
 
@@ -118,7 +119,7 @@ def _number(name: str) -> int:
 
 
 def _table(path: Path, matches: Callable[[list[str]], bool], expected: str) -> Table:
-    table = parse_table(path, load_text(path))
+    table = open_table(path)
     if not matches(table.header):
         raise ProfileError(f"{path}: not {expected}")
     return table

@@ -9,6 +9,7 @@ Dtypes lose their `DT_` prefix and formats their `FORMAT_` prefix, so eras compa
 
 from __future__ import annotations
 
+from ..errors import ProfileError
 from ..model import OpRecord
 from . import values
 from .table import Table, find_column
@@ -22,13 +23,20 @@ DURATION = ("Task Duration(us)", "Duration(us)")
 WAIT = ("Task Wait Time(us)", "Wait Time(us)")
 BLOCK = ("Block Dim", "Block Num")
 MODEL_ID = ("Model ID",)
+ITERATION = ("Infer ID", "Iteration ID", "Step Id")
 SHAPES = {"input_shapes": "Input Shapes", "output_shapes": "Output Shapes"}
+# Unmapped columns kept in OpRecord.extra (lower-case): the task's identity, which msprof_writer writes back.
+KEPT_COLUMNS = frozenset({
+    "device_id", "task id", "stream id", "op state", "mix block dim", "mix block num", "hf32 eligible",
+    "context id",
+})
 LISTS = {
     "input_dtypes": ("Input Data Types", "DT_"),
     "output_dtypes": ("Output Data Types", "DT_"),
     "input_formats": ("Input Formats", "FORMAT_"),
     "output_formats": ("Output Formats", "FORMAT_"),
 }
+_MISSING = object()
 
 
 def matches(header: list[str]) -> bool:
@@ -37,58 +45,105 @@ def matches(header: list[str]) -> bool:
 
 
 def read_ops(table: Table) -> list[OpRecord]:
-    """Every well-formed row as an OpRecord; rows that do not parse go to `table.skipped`."""
+    """Every well-formed row as an OpRecord, read one row at a time; unparsable rows go to `table.skipped`.
+
+    A duration or wait cell that is text, NaN, infinite or negative raises ProfileError naming the
+    file, row and column; an empty or N/A duration skips the row. Records are kept small: equal
+    names, shapes and lists are one shared object, and of the columns not mapped to a field only
+    KEPT_COLUMNS go into `extra` (performance counters such as aicore_time(us) are not kept).
+    """
     col = {
-        key: table.column(*aliases)
+        key: table.index(*aliases)
         for key, aliases in {
             "name": NAME, "type": TYPE, "core": CORE, "start_us": START_US, "start_ns": START_NS,
-            "duration": DURATION, "wait": WAIT, "block": BLOCK, "model_id": MODEL_ID,
+            "duration": DURATION, "wait": WAIT, "block": BLOCK, "model_id": MODEL_ID, "iteration": ITERATION,
         }.items()
     }
     for key, name in SHAPES.items():
-        col[key] = table.column(name)
+        col[key] = table.index(name)
     for key, (name, _) in LISTS.items():
-        col[key] = table.column(name)
-    mapped = {c for c in col.values() if c}
+        col[key] = table.index(name)
+    mapped = {i for i in col.values() if i is not None}
+    kept = [(i, h) for i, h in enumerate(table.header) if i not in mapped and h.lower() in KEPT_COLUMNS]
+    reader = _Reader(table, col, kept)
     ops = []
-    for line, row in table.rows:
+    for line, row in table.rows():
         try:
-            ops.append(_record(row, col, mapped))
+            ops.append(reader.record(line, row))
+        except ProfileError:
+            raise
         except ValueError:
             table.skipped.append(f"{table.path.name}:{line}")
     return ops
 
 
-def _record(row: dict[str, str], col: dict[str, str | None], mapped: set[str]) -> OpRecord:
-    def cell(key: str) -> str | None:
-        return row[col[key]] if col[key] else None
+class _Reader:
+    """Turns rows into OpRecords, sharing equal values between the records of one file."""
 
-    duration = values.number(cell("duration"))
-    if duration is None:
-        raise ValueError("no duration")
-    start = values.number(cell("start_us"))
-    if start is None and col["start_ns"]:
-        ns = values.number(cell("start_ns"))
-        start = None if ns is None else ns / 1000.0
-    extra = {k: v.strip() for k, v in row.items() if k not in mapped}
-    shapes = {}
-    for key in SHAPES:
+    def __init__(self, table: Table, col: dict[str, int | None], kept: list[tuple[int, str]]):
+        self.table, self.col, self.kept = table, col, kept
+        self.shared: dict = {}
+
+    def share(self, kind: str, text: str | None, parse):
+        """The one object parsed from `text` by `parse(text)` (an exception is not remembered)."""
+        key = (kind, text)
+        value = self.shared.get(key, _MISSING)
+        if value is _MISSING:
+            value = self.shared[key] = parse(text)
+        return value
+
+    def record(self, line: int, row: list[str]) -> OpRecord:
+        col = self.col
+
+        def cell(key: str) -> str | None:
+            return row[col[key]] if col[key] is not None else None
+
+        duration = self.duration(line, row, "duration")
+        if duration is None:
+            raise ValueError("no duration")
+        start = values.number(cell("start_us"))
+        if start is None and col["start_ns"] is not None:
+            ns = values.number(cell("start_ns"))
+            start = None if ns is None else ns / 1000.0
+        extra = self.share("extra", tuple(row[i] for i, _ in self.kept),
+                           lambda cells: {h: c.strip() for (_, h), c in zip(self.kept, cells, strict=True)})
+        shapes = {}
+        for key in SHAPES:
+            try:
+                shapes[key] = self.share(key, cell(key), values.shapes)
+            except ValueError:  # keep an unreadable shape as text rather than lose the row's time
+                shapes[key] = None
+                extra = {**extra, self.table.header[col[key]]: cell(key).strip()}
+        return OpRecord(
+            name=self.share("name", cell("name"), lambda c: (c or "").strip()),
+            op_type=self.share("type", cell("type"), values.clean),
+            duration_us=duration,
+            core_type=self.share("core", cell("core"), values.core_type),
+            start_us=start,
+            wait_us=self.duration(line, row, "wait"),
+            block_dim=values.integer(cell("block")),
+            model_id=values.integer(cell("model_id")),
+            iteration=_iteration(cell("iteration")),
+            **shapes,
+            **{key: self.share(key, cell(key), lambda c, p=prefix: values.names(c, p))
+               for key, (_, prefix) in LISTS.items()},
+            extra=extra,
+        )
+
+    def duration(self, line: int, row: list[str], key: str) -> float | None:
+        """The cell of column `key` as a duration; ProfileError (file, row, column) when it is not one."""
+        at = self.col[key]
+        if at is None:
+            return None
         try:
-            shapes[key] = values.shapes(cell(key))
-        except ValueError:  # keep an unreadable shape as text rather than lose the row's time
-            shapes[key] = None
-            extra[col[key]] = cell(key).strip()
-    return OpRecord(
-        name=(cell("name") or "").strip(),
-        op_type=values.clean(cell("type")),
-        duration_us=duration,
-        core_type=values.core_type(cell("core")),
-        start_us=start,
-        wait_us=values.number(cell("wait")),
-        block_dim=values.integer(cell("block")),
-        model_id=values.integer(cell("model_id")),
-        **shapes,
-        **{key: values.names(cell(key), prefix) for key, (_, prefix) in LISTS.items()},
-        extra=extra,
-    )
+            return values.duration(row[at])
+        except values.BadDurationError as e:
+            raise self.table.bad_cell(line, self.table.header[at], str(e)) from None
 
+
+def _iteration(cell: str | None) -> int | None:
+    """An iteration number, None when missing or not a number (it only counts runs)."""
+    try:
+        return values.integer(cell)
+    except ValueError:
+        return None

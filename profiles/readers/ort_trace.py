@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..errors import ProfileError
 from ..model import Latency, OpRecord, Profile
+from . import values
 
 SUFFIX = "_kernel_time"
 
@@ -29,14 +30,20 @@ def matches(data: object) -> bool:
 
 
 def read(path: Path, data: object) -> Profile:
-    """Per-node kernel runs and model_run latency samples."""
+    """Per-node kernel runs and model_run latency samples.
+
+    A `dur` that is not a finite number >= 0 raises ProfileError naming the file, the event
+    (its index in the trace) and the field.
+    """
     ops, runs = [], []
     try:
-        for e in events(data):
+        for i, e in enumerate(events(data)):
             if e.get("cat") == "Node" and str(e.get("name", "")).endswith(SUFFIX):
-                ops.append(_record(e))
+                ops.append(_record(e, _dur(path, i, e)))
             elif e.get("cat") == "Session" and e.get("name") == "model_run":
-                runs.append(float(e["dur"]) / 1000.0)
+                runs.append(_dur(path, i, e) / 1000.0)
+    except ProfileError:
+        raise
     except (KeyError, TypeError, ValueError, AttributeError):
         raise ProfileError(f"{path}: onnxruntime profile with a malformed event") from None
     if not ops and not runs:
@@ -46,13 +53,22 @@ def read(path: Path, data: object) -> Profile:
                    meta={"runs": len(runs)})
 
 
-def _record(e: dict) -> OpRecord:
+def _dur(path: Path, index: int, e: dict) -> float:
+    """The event's duration (us); ProfileError with the file, event and field when it is not one."""
+    raw = e["dur"]
+    try:
+        return values.check_duration(values.duration(raw) if isinstance(raw, str) else raw)
+    except values.BadDurationError as bad:
+        raise ProfileError(f"{path}: event {index} ({e.get('name')!r}), field 'dur': {bad}") from None
+
+
+def _record(e: dict, duration_us: float) -> OpRecord:
     args = e.get("args") or {}
     inputs, outputs = _tensors(args.get("input_type_shape")), _tensors(args.get("output_type_shape"))
     return OpRecord(
         name=e["name"][: -len(SUFFIX)],
         op_type=args.get("op_name"),
-        duration_us=float(e["dur"]),
+        duration_us=duration_us,
         core_type=args.get("provider"),
         start_us=float(e["ts"]) if "ts" in e else None,
         input_shapes=[s for _, s in inputs] if inputs is not None else None,

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 MISSING = ("", "N/A")
+
+
+class BadDurationError(ValueError):
+    """A time cell that is present but not a finite number >= 0; the message says why, without a place."""
 
 
 def clean(cell: str | None) -> str | None:
@@ -15,6 +21,28 @@ def number(cell: str | None) -> float | None:
     """'4.29E+09' -> 4290000000.0; None when missing; ValueError when not a number."""
     s = clean(cell)
     return None if s is None else float(s)
+
+
+def duration(cell: str | None) -> float | None:
+    """A time (us or ms) from a cell: None when missing; BadDurationError when text, NaN, infinite or negative."""
+    s = clean(cell)
+    if s is None:
+        return None
+    try:
+        x = float(s)
+    except ValueError:
+        raise BadDurationError(f"{s!r} is not a number") from None
+    return check_duration(x, s)
+
+
+def check_duration(x: object, shown: object = None) -> float:
+    """`x` as a float when it is a finite number >= 0, else BadDurationError (showing `shown`, default `x`)."""
+    shown = x if shown is None else shown
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        raise BadDurationError(f"{shown!r} is not a number")
+    if not math.isfinite(x) or x < 0:
+        raise BadDurationError(f"{shown!r} is not a duration (a finite number >= 0)")
+    return float(x)
 
 
 def integer(cell: str | None) -> int | None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from profiles import Latency, OpRecord, Profile, ProfileError, compare_profiles, read_profile
+from profiles.compare import DifferentModelsError
 
 RDN_TOTAL_BEFORE = 935253.6 + 934287.8 + 126733.2 + 117099.7 + 121.6667
 RDN_TOTAL_AFTER = RDN_TOTAL_BEFORE - 934287.8 + 10141.094
@@ -140,5 +141,8 @@ def test_warns_on_different_models(rdn):
     assert compare_profiles(before, after).warnings == [
         "different models: before is 'rdn_x2_bs1', after is 'wdsr_x2_bs1'"]
     other = Profile("o", "op_summary", ops(("Gelu_1", 3.0), ("LayerNorm_2", 4.0)))
-    warnings = compare_profiles(before, other).warnings
-    assert warnings == ["before and after share no op type: they look like profiles of different models"]
+    with pytest.raises(DifferentModelsError, match="share 0 of their 4 and 2 op types: they look like profiles of"):
+        compare_profiles(before, other)
+    warnings = compare_profiles(before, other, force=True).warnings
+    assert warnings == ["before and after share 0 of their 4 and 2 op types: they look like profiles of different "
+                        "models"]

@@ -75,14 +75,16 @@ def test_header_without_rows(data, tmp_path):
 
 def test_garbled_rows(data, tmp_path):
     header = (data / GOLDEN).read_text().splitlines()[0]
+    cells = ["x"] * 16
+    cells[header.split(",").index("Task Duration(us)")] = "N/A"  # no time: the row is skipped
     path = tmp_path / "op_summary_0_1.csv"
-    path.write_text(header + "\n" + ",".join(["x"] * 16) + "\nshort,row\n")
+    path.write_text(header + "\n" + ",".join(cells) + "\nshort,row\n")
     assert "none of its 2 rows parse" in error_of(path)
 
 
 def test_garbled_op_statistic(tmp_path):
     path = tmp_path / "op_statistic_0_1.csv"
-    path.write_text("OP Type,Core Type,Count,Total Time(us)\nConv2D,AI_CORE,many,lots\n")
+    path.write_text("OP Type,Core Type,Count,Total Time(us)\nConv2D,AI_CORE,many,12.5\n")
     assert "none of its 1 rows parse" in error_of(path)
 
 
@@ -102,6 +104,9 @@ def test_broken_json(tmp_path):
 def test_malformed_onnxruntime_event(tmp_path):
     path = tmp_path / "ort.json"
     path.write_text(json.dumps([{"cat": "Node", "name": "Relu_1_kernel_time", "dur": "fast", "args": {}}]))
+    assert "event 0 ('Relu_1_kernel_time'), field 'dur': 'fast' is not a number" in error_of(path)
+    shape = {"input_type_shape": [{"float": ["two"]}]}
+    path.write_text(json.dumps([{"cat": "Node", "name": "Relu_1_kernel_time", "dur": 3, "args": shape}]))
     assert "malformed event" in error_of(path)
 
 

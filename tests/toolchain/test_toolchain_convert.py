@@ -260,3 +260,14 @@ def test_whitelist_before_converting(atc, onnx_model, cli, tmp_path):
     assert status == 0, err
     assert f"added [1, 3, 6, 10] to {target}" in err
     assert "[1, 3, 6, 10]" in target.read_text()
+
+
+def test_names_in_atc_messages_are_shown_literally(atc, onnx_model, cli, replay):
+    replay("ATC run failed, Please check the detail log, Try 'atc --help' for more information\n"
+           "E19010: No parser is registered for Op [Conv\x1b]0;pwned\x07_52, optype [ai.onnx::11::Convx]].\n")
+    status, _, err = cli("convert", onnx_model(), "--soc", "Ascend310")
+    assert status == 1
+    assert "\x1b" not in err and "\x07" not in err
+    assert err.splitlines()[0] == (
+        "E19010: No parser is registered for Op [Conv\\x1b]0;pwned\\x07_52, optype [ai.onnx::11::Convx]]."
+    )

@@ -1,4 +1,4 @@
-"""Toolkit discovery: home, CANN version files, set_env.sh variables, tool lookup, missing tools."""
+"""Toolkit discovery: home, CANN version files, set_env.sh sourced by bash, tool lookup, missing tools."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import platform
 import pytest
 
 from optimizer.errors import UserError
-from optimizer.toolchain.environment import apply_set_env, discover, read_cann_version
+from optimizer.toolchain.environment import discover, read_cann_version, source_set_env
 
 
 def test_toolkit_home_prefers_ascend_toolkit_home(tmp_path, monkeypatch):
@@ -80,27 +80,100 @@ def test_bad_cann_version_is_a_user_error():
         discover("latest")
 
 
-def test_set_env_lines_expand_like_a_shell():
-    text = (
-        "#!/bin/bash\n"
-        "export ASCEND_TOOLKIT_HOME=/opt/ascend/latest\n"
-        "export LD_LIBRARY_PATH=${ASCEND_TOOLKIT_HOME}/lib64:$LD_LIBRARY_PATH\n"
-        'export PYTHONPATH="$ASCEND_TOOLKIT_HOME/python/site-packages:${PYTHONPATH}"\n'
-        "export LITERAL='$NOT_EXPANDED'\n"
-        "export SCRIPT_DIR=$(cd $(dirname ${BASH_SOURCE[0]}); pwd)\n"
-        "if [ -d x ]; then\n"
-        "    export INDENTED=${UNSET_VARIABLE}/bin\n"
-        "fi\n"
-    )
-    env = apply_set_env(text, {"LD_LIBRARY_PATH": "/usr/lib", "KEPT": "1"})
-    assert env == {
-        "KEPT": "1",
-        "ASCEND_TOOLKIT_HOME": "/opt/ascend/latest",
-        "LD_LIBRARY_PATH": "/opt/ascend/latest/lib64:/usr/lib",
-        "PYTHONPATH": "/opt/ascend/latest/python/site-packages:",
+# The lines a real CANN set_env.sh has beyond plain exports: its own folder from $(dirname ...),
+# a library folder named by $(uname -m), a function, conditionals; an echo for the user.
+REAL_STYLE_SET_ENV = """#!/bin/bash
+_toolkit=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/latest
+export ASCEND_TOOLKIT_HOME="${_toolkit}"
+prepend() { export "$1"="$2${!1:+:${!1}}"; }
+prepend LD_LIBRARY_PATH "${ASCEND_TOOLKIT_HOME}/lib64:${ASCEND_TOOLKIT_HOME}/lib64/plugin/$(uname -m)"
+prepend PYTHONPATH "${ASCEND_TOOLKIT_HOME}/python/site-packages"
+if [ -d "${ASCEND_TOOLKIT_HOME}/opp" ]; then
+    export ASCEND_OPP_PATH="${ASCEND_TOOLKIT_HOME}/opp"
+else
+    export ASCEND_OPP_PATH=/nowhere
+fi
+[ -n "$SKIPPED_UNLESS_SET" ] && export SHOULD_NOT_EXIST=1
+export LITERAL='$NOT_EXPANDED'
+unset OLD_ASCEND_SETTING
+cd /
+echo "Finished setting the Ascend environment"
+true
+"""
+
+
+@pytest.fixture
+def real_style_toolkit(tmp_path, monkeypatch):
+    """A toolkit whose ../set_env.sh is REAL_STYLE_SET_ENV."""
+    home = tmp_path / "ascend-toolkit" / "latest"
+    (home / "opp").mkdir(parents=True)
+    (home.parent / "set_env.sh").write_text(REAL_STYLE_SET_ENV)
+    monkeypatch.setenv("ASCEND_TOOLKIT_HOME", str(home))
+    return home
+
+
+def test_set_env_is_sourced_by_bash(real_style_toolkit, monkeypatch):
+    home = real_style_toolkit
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/usr/lib")
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.setenv("OLD_ASCEND_SETTING", "1")
+    env = discover().env
+    changed = {name: value for name, value in env.items() if os.environ.get(name) != value}
+    assert changed == {  # ASCEND_TOOLKIT_HOME, already right, stays as it was
+        "LD_LIBRARY_PATH": f"{home}/lib64:{home}/lib64/plugin/{platform.machine()}:/usr/lib",
+        "PYTHONPATH": f"{home}/python/site-packages",
+        "ASCEND_OPP_PATH": f"{home}/opp",
         "LITERAL": "$NOT_EXPANDED",
-        "INDENTED": "/bin",
     }
+    assert "OLD_ASCEND_SETTING" not in env  # unset by the script
+    assert "ASCEND_OPP_PATH" not in os.environ  # for the tools only
+
+
+def test_the_shell_own_variables_stay_as_they_were(real_style_toolkit, tmp_path):
+    environ = {"PATH": os.environ["PATH"], "PWD": str(tmp_path), "KEPT": "a b\nc"}
+    env = source_set_env(real_style_toolkit.parent / "set_env.sh", environ)
+    assert {name: env[name] for name in environ} == environ  # the script's `cd /` does not leak as PWD
+    assert not {"SHLVL", "OLDPWD", "_", "_toolkit"} & set(env)
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("export A=1\nexit 3\n", "(exit status 3)"),
+        ("export A=1\necho 'set_env.sh: line 2: arch: command not found' >&2\nfalse\n",
+         "(exit status 1): set_env.sh: line 2: arch: command not found"),
+    ],
+)
+def test_a_failing_set_env_is_one_clear_line(tmp_path, text, why):
+    script = tmp_path / "set_env.sh"
+    script.write_text(text)
+    with pytest.raises(UserError) as caught:
+        source_set_env(script, dict(os.environ))
+    assert str(caught.value) == f"{script}: sourcing it with bash failed {why}"
+
+
+def test_a_hanging_set_env_is_stopped_with_its_children(tmp_path, gone):
+    script = tmp_path / "set_env.sh"
+    script.write_text(f"sleep 300 &\necho $! > {tmp_path / 'sleep.pid'}\nwait\n")
+    with pytest.raises(UserError) as caught:
+        source_set_env(script, dict(os.environ), timeout=1)
+    assert str(caught.value) == f"{script}: sourcing it with bash did not finish within 1 s"
+    assert gone(int((tmp_path / "sleep.pid").read_text()))
+
+
+def test_a_failing_set_env_stops_convert_before_atc(toolkit, fake_tools, onnx_model, cli, calls):
+    home = toolkit("7.0.0")
+    fake_tools("atc")
+    (home.parent / "set_env.sh").write_text("exit 1\n")
+    status, _, err = cli("convert", onnx_model(), "--soc", "Ascend310")
+    assert (status, err) == (2, f"onnx-opt: error: {home.parent / 'set_env.sh'}: sourcing it with bash failed "
+                                "(exit status 1)\n")
+    assert calls() == []
+    status, out, _ = cli("doctor")  # doctor says so and still exits 0
+    assert status == 0
+    [row] = [line for line in out.splitlines() if line.startswith("set_env.sh ")]
+    assert row.split(None, 1)[1] == f"{home.parent / 'set_env.sh'} (cannot be sourced: the tools would not run)"
+    assert f"  - {home.parent / 'set_env.sh'}: sourcing it with bash failed (exit status 1)" in out
 
 
 def test_set_env_is_for_children_only(toolkit):

@@ -223,3 +223,38 @@ def test_aoe_result_file_of_cann_62(tmp_path):
     assert (op.name, op.op_type, op.before_us, op.after_us, op.improvement) == (
         "strided_slice_10", "stridedsliced", 134.0, 99.0, "35.35%"
     )
+
+
+def test_relative_paths_are_resolved_before_aoe_runs_in_its_folder(aoe, onnx_model, cli, calls, data, tmp_path,
+                                                                    monkeypatch):
+    onnx_model()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "hot.csv").write_bytes((data / "msinsight_test_kernel_parse_op_summary_1.csv").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    status, _, err = cli("tune", "net.onnx", "--soc", "Ascend910B", "--job-type", "2", "-o", "out/net_aoe",
+                         "--ops-from", "hot.csv", "--top", "2", "--tune-bank", "bank")
+    assert status == 0, err
+    [call] = calls()
+    assert call["cwd"] == str(tmp_path / "out")  # AOE's own folder: every path it is given is absolute
+    ops_file = tmp_path / "out" / "net_aoe.tune_ops.json"
+    assert call["argv"] == [
+        "--framework=5",
+        f"--model={tmp_path / 'net.onnx'}",
+        "--job_type=2",
+        f"--output={tmp_path / 'out' / 'net_aoe'}",
+        "--input_shape=image:1,3,8,8",
+        f"--tune_ops_file={ops_file}",
+    ]
+    assert call["env"]["TUNE_BANK_PATH"] == str(tmp_path / "bank")
+    assert json.loads(ops_file.read_text()) == {"tune_ops_name": ["FlashAttentionScore", "ZerosLike"]}
+    assert (tmp_path / "out" / "net_aoe.om").is_file()
+
+
+def test_aoe_op_names_are_shown_literally(aoe, onnx_model, cli, tmp_path):
+    profile = tmp_path / "op_summary_0_1.csv"
+    profile.write_text("Op Name,OP Type,Task Type,Task Duration(us)\nsoft\x1b[2Jmax,SoftmaxV2,AI_CORE,10\n")
+    status, out, err = cli("tune", onnx_model(), "--soc", "Ascend310", "--job-type", "2", "--ops-from", profile)
+    assert status == 0, err
+    assert "\x1b" not in out + err  # the name from the profile, echoed back by AOE, cannot clear the screen
+    assert "AOE tunes soft\\x1b[2Jmax" in err
+    assert "  soft\\x1b[2Jmax (SoftmaxV2): 134.0 us -> 99.0 us (35.35%)" in out.splitlines()
