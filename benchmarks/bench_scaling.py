@@ -81,7 +81,7 @@ def time_pass(name: str, model: ir.Model, ctx: PassContext, repeats: int) -> tup
         copies.clear()
         gc.collect()  # no garbage from the last repeat is left to collect in this one
         copies.append(model.clone())
-        ctx.forget_shapes()
+        ctx.forget()
 
     gc.disable()  # as the manager does while passes run
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import networkx as nx
@@ -14,7 +14,8 @@ from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
 
 from optimizer.errors import UserError, error_line
 from optimizer.modelio import check_model
-from optimizer.passapi import Pass, PassContext, PassResult, SkipPass, iter_nodes
+from optimizer.pass_options import build_options, option_values
+from optimizer.passapi import Pass, PassContext, PassResult, SkipPass, iter_nodes, reported_verdicts
 from optimizer.registry import get_pass
 
 CHANGED, UNCHANGED, SKIPPED, FAILED, DROPPED = "changed", "unchanged", "skipped", "failed", "dropped"
@@ -36,6 +37,8 @@ class PassRecord:
     notes: list[str] = field(default_factory=list)
     findings: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
+    explained: list[dict[str, str]] | None = None  # --explain: a verdict per candidate (first round)
+    options: dict[str, Any] = field(default_factory=dict)  # the pass's effective options
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the report."""
@@ -60,14 +63,20 @@ def check_conflicts(names: list[str]) -> None:
 
 
 def order_pipeline(names: list[str]) -> list[str]:
-    """Keep the given order except where a pass's declared ``after`` asks for another pass first.
+    """Keep the given order except where a pass's declared ``after`` asks for another pass first,
+    or a pass that ``runs_last`` (an analysis of the model as saved) would see a model that a
+    later pass still changes.
 
     A cycle among the ``after`` constraints is a :class:`UserError` naming the passes.
     """
     graph = nx.DiGraph()
     graph.add_nodes_from(names)
+    last = {name for name in names if get_pass(name).runs_last}
     for name in names:
-        for before in get_pass(name).after:
+        befores = list(get_pass(name).after)
+        if name in last:
+            befores += [other for other in names if other not in last]
+        for before in befores:
             if before in graph and before != name:
                 graph.add_edge(before, name)
     position = {name: index for index, name in enumerate(names)}
@@ -104,15 +113,27 @@ class PassManager:
         max_rounds: int = 10,
         progress: Callable[[str], None] | None = None,
         finalize: Callable[[ir.Model], ir.Model] | None = None,
+        options: Mapping[str, Any] | None = None,
+        explain: str | None = None,
     ) -> None:
         check_conflicts(names)
         self.names = order_pipeline(names)
-        self.passes: dict[str, Pass] = {name: get_pass(name)() for name in self.names}
+        if explain is not None:
+            get_pass(explain)  # an unknown name is the usual error
+            if explain not in self.names:
+                raise UserError(f"--explain {explain}: not in the pipeline; add it with --passes +{explain}")
+        self.explain = explain  # the pass whose verdicts are collected
+        given = options or {}
+        self.passes: dict[str, Pass] = {name: make_pass(name, given.get(name)) for name in self.names}
         self.ctx = ctx
         self.max_rounds = max_rounds if fixed_point else 1
         self.progress = progress or (lambda message: None)
         self.finalize = finalize
         self._finalizable = True  # whether the current model survives ``finalize``
+
+    def options(self) -> dict[str, dict[str, Any]]:
+        """The effective options of every pass in the pipeline, as JSON-ready data."""
+        return {name: option_values(pass_.options) for name, pass_ in self.passes.items()}
 
     def run(self, model: ir.Model) -> RunResult:
         """Run the pipeline, then remove dead nodes and sort the graph if anything changed.
@@ -131,7 +152,7 @@ class PassManager:
 
     def _run(self, model: ir.Model) -> RunResult:
         self._finalizable = self._finalizes(model)
-        records = {name: PassRecord(name) for name in self.names}
+        records = {name: PassRecord(name, options=values) for name, values in self.options().items()}
         rounds = 0
         seen = {fingerprint(model): 0} if self.max_rounds > 1 else {}
         changed_in: list[list[str]] = []
@@ -172,6 +193,7 @@ class PassManager:
             record.status, record.reason, record.nodes_after = SKIPPED, reason, nodes_before
             return model, False
         self.ctx.forget()
+        self.ctx.explain = first and pass_.name == self.explain
         started = time.perf_counter()
         try:
             result = pass_.run(model.clone(), self.ctx)
@@ -190,6 +212,8 @@ class PassManager:
             record.nodes_after = nodes_before
             return model, False
         record.seconds += time.perf_counter() - started
+        if self.ctx.explain:
+            record.explained = [asdict(verdict) for verdict in result.verdicts or reported_verdicts(result, model)]
         _merge(record, result)
         record.nodes_after = count_nodes(result.model)
         if result.modified and not self._finalizable:
@@ -205,6 +229,15 @@ class PassManager:
         except Exception:  # whatever it raises, the model cannot be finalized yet
             return False
         return True
+
+
+def make_pass(name: str, options: Any = None) -> Pass:
+    """An instance of pass ``name`` with ``options``: its ``Options``, a mapping of option values
+    (strings read as the options' types), or None for the defaults."""
+    cls = get_pass(name)
+    if isinstance(options, Mapping):
+        options = build_options(cls, options)
+    return cls(options)
 
 
 def fingerprint(model: ir.Model) -> tuple:

@@ -24,10 +24,11 @@ from optimizer.modelio import (
     save_model,
 )
 from optimizer.opset import convert_opset, supported_opsets
+from optimizer.pass_options import resolve_settings
 from optimizer.passapi import PassContext, model_opset
 from optimizer.registry import all_passes, get_pass
 from optimizer.shapes import fix_input_shapes
-from optimizer.targets import DEFAULT_TARGET, load_target
+from optimizer.targets import DEFAULT_TARGET, edit_pipeline, load_target
 from optimizer.verifier import Verification, Verifier, choose_feeds
 
 
@@ -37,7 +38,7 @@ class OptimizeOptions:
 
     input: Path
     output: Path | None = None
-    passes: list[str] | None = None  # None: the target's pipeline; []: no pass
+    passes: list[str] | None = None  # None: the target's pipeline; []: no pass; +name / -name: edits of it
     target: str = DEFAULT_TARGET
     opset: int | None = None
     input_shapes: dict[str, list[int]] = field(default_factory=dict)  # fixed in the output, as ATC does
@@ -48,9 +49,11 @@ class OptimizeOptions:
     atol: float | None = None
     seed: int = 0
     dry_run: bool = False
+    explain: str | None = None  # --explain: the pass whose verdict on every candidate is reported
     in_place: bool = False
     fixed_point: bool = False
     max_rounds: int = 10
+    pass_options: dict[str, dict[str, str]] = field(default_factory=dict)  # --set: pass -> option -> value
 
 
 @dataclass
@@ -71,6 +74,7 @@ class OptimizeReport:
     notes: list[str]
     written: list[str]
     dry_run: bool
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # effective options by pass
 
     def problems(self) -> list[PassRecord]:
         """Passes that raised or were dropped for breaking numerics."""
@@ -86,6 +90,7 @@ class OptimizeReport:
             "dry_run": self.dry_run,
             "target": self.target,
             "pipeline": self.pipeline,
+            "options": self.options,
             "opset": {"before": self.opset_before, "after": self.opset_after},
             "nodes": {"before": self.nodes_before, "after": self.nodes_after},
             "passes": [record.to_dict() for record in self.records],
@@ -113,13 +118,14 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
     if options.opset is not None and not low <= options.opset <= high:
         raise UserError(f"--opset {options.opset}: onnx-opt converts to opsets {low} to {high}")
     target = load_target(options.target)
-    names = list(target.pipeline if options.passes is None else options.passes)
+    names, edited = edit_pipeline(target, options.passes)
     for name in names:
         get_pass(name)
+    pass_options = resolve_settings(options.pass_options, names)
     say("loading model")
     original = load_model(options.input)
     start = original.clone()
-    notes: list[str] = stale
+    notes: list[str] = stale + edited
     fixed = fix_input_shapes(start, options.input_shapes)
     if fixed:
         notes.append(f"fixed input shapes (--input-shape, as ATC fixes them): {'; '.join(fixed)}")
@@ -149,7 +155,8 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
 
     finalize = (lambda m: _downgrade(m, options)) if final_opset < model_opset(model) else None
     manager = PassManager(
-        names, ctx, fixed_point=options.fixed_point, max_rounds=options.max_rounds, progress=say, finalize=finalize
+        names, ctx, fixed_point=options.fixed_point, max_rounds=options.max_rounds, progress=say, finalize=finalize,
+        options=pass_options, explain=options.explain,
     )
     run = manager.run(model)
     model, records = run.model, run.records
@@ -189,6 +196,7 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
         notes=notes,
         written=written,
         dry_run=options.dry_run,
+        options=manager.options(),
     )
 
 
@@ -241,9 +249,11 @@ def _drop_culprits(
             fixed_point=manager.max_rounds > 1,
             max_rounds=manager.max_rounds,
             finalize=manager.finalize,
+            options={record.name: manager.passes[record.name].options},
         )
         attempt = single.run(model)
         result = attempt.records[0]
+        result.explained = record.explained
         checked = verifier.check(_downgrade(attempt.model.clone(), options))
         if checked.ok:
             model = attempt.model

@@ -31,6 +31,7 @@ __all__ = [
     "Requires",
     "Skip",
     "SkipPass",
+    "Verdict",
     "all_graphs",
     "const_ints",
     "const_tensor",
@@ -95,6 +96,7 @@ class PassContext:
 
     target: Target
     final_opset: int | None = None
+    explain: bool = False  # set by the manager for the pass --explain names: fill PassResult.verdicts
     _shapes: dict[ir.Value, tuple[Any, ...]] | None = field(default=None, repr=False)
     _names: set[str] | None = field(default=None, repr=False)
     _scopes: dict[int, str] | None = field(default=None, repr=False)
@@ -240,6 +242,42 @@ class Skip:
 
 
 @dataclass
+class Verdict:
+    """What ``--explain`` says of one candidate node: ``outcome`` is MATCHED, REFUSED or NO_MATCH."""
+
+    node: str
+    op_type: str
+    scope: str
+    outcome: str
+    reason: str = ""
+
+    MATCHED: ClassVar[str] = "matched"
+    REFUSED: ClassVar[str] = "refused"
+    NO_MATCH: ClassVar[str] = "no match"
+
+    @classmethod
+    def of(cls, node: str, op_type: str, scope: str, outcome: Change | Skip | None) -> Verdict:
+        """The verdict of a pass that returned ``outcome`` for the node (None: it gave no reason)."""
+        if isinstance(outcome, Change):
+            return cls(node, op_type, scope, cls.MATCHED, outcome.description)
+        if isinstance(outcome, Skip):
+            return cls(node, op_type, scope, cls.REFUSED, outcome.reason)
+        return cls(node, op_type, scope, cls.NO_MATCH, "the pass gave no reason")
+
+
+def reported_verdicts(result: PassResult, model: ir.Model) -> list[Verdict]:
+    """Verdicts of a pass that collects none itself: its changes and skips, with the op type and
+    scope of the first node of that name in ``model`` (the model the pass started from)."""
+    scopes = scope_labels(model)
+    where: dict[str, tuple[str, str]] = {}
+    for node in iter_nodes(model):
+        where.setdefault(node_label(node), (node.op_type, scopes.get(id(node.graph), "a subgraph")))
+    outcomes = [(label, change) for change in result.changes for label in change.nodes or ("",)]
+    outcomes += [(skip.node, skip) for skip in result.skips]
+    return [Verdict.of(label, *where.get(label, ("", "")), outcome) for label, outcome in outcomes]
+
+
+@dataclass
 class PassResult:
     """What a pass did: the model (possibly a new object), changes, refusals, findings, notes.
 
@@ -253,6 +291,7 @@ class PassResult:
     findings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     found: int | None = None
+    verdicts: list[Verdict] = field(default_factory=list)  # with ctx.explain: one per candidate
 
     @property
     def matches(self) -> int:
@@ -266,7 +305,16 @@ class PassResult:
 
 
 class Pass:
-    """Base class of every pass. Subclasses set the class attributes and implement ``run``."""
+    """Base class of every pass. Subclasses set the class attributes and implement ``run``.
+
+    A pass with settings declares them as a nested dataclass ``Options`` whose fields all have
+    defaults (and a ``help`` in their metadata); ``--set PASS.OPTION=VALUE`` sets them and the
+    pass reads ``self.options``.
+    """
+
+    @dataclass(frozen=True)
+    class Options:
+        """No options."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
@@ -274,6 +322,13 @@ class Pass:
     requires: ClassVar[Requires] = Requires()
     after: ClassVar[tuple[str, ...]] = ()
     conflicts: ClassVar[tuple[str, ...]] = ()  # passes that undo what this one does
+    runs_last: ClassVar[bool] = False  # an analysis of the model as saved: after every other pass
+
+    def __init__(self, options: Any = None) -> None:
+        """``options``: an instance of the pass's ``Options`` (None: every default)."""
+        if options is not None and not isinstance(options, self.Options):
+            raise TypeError(f"{self.name}: options must be a {type(self).__qualname__}.Options, not {options!r}")
+        self.options = self.Options() if options is None else options
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
         """Apply the pass to ``model`` (in place or not) and say what it did."""
@@ -288,14 +343,24 @@ class NodePass(Pass):
     """A pass that looks at one node at a time, in every graph, subgraph and function."""
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
-        """Call :meth:`rewrite` on every node and collect what it returned."""
+        """Call :meth:`rewrite` on every node and collect what it returned (with ``ctx.explain``, a
+        verdict for every node it changed or refused, and for every node of the model it was given
+        of an op type it ``addresses``, or of any type when it names none)."""
         result = PassResult(model)
+        scopes: dict[int, str] = {}
+        given: set[ir.Node] = set()
+        if ctx.explain:
+            scopes = scope_labels(model)
+            given = {node for node in iter_nodes(model) if not self.addresses or node.op_type in self.addresses}
         for node in iter_nodes(model):
+            seen = node_label(node), node.op_type, scopes.get(id(node.graph), "a subgraph")
             outcome = self.rewrite(node, model, ctx)
             if isinstance(outcome, Change):
                 result.changes.append(outcome)
             elif isinstance(outcome, Skip):
                 result.skips.append(outcome)
+            if ctx.explain and (outcome is not None or node in given):
+                result.verdicts.append(Verdict.of(*seen, outcome))
         return result
 
     def rewrite(self, node: ir.Node, model: ir.Model, ctx: PassContext) -> Change | Skip | None:

@@ -8,6 +8,7 @@ or a pass class, which is registered when loaded.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import re
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from optimizer.errors import UserError
 
 ENTRY_POINT_GROUP = "onnx_opt.passes"
 OWN_DISTRIBUTION = "onnx-opt"
-_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+PASS_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 _passes: dict[str, type] = {}
 _warnings: list[str] = []
@@ -30,7 +31,7 @@ PassClass = TypeVar("PassClass", bound=type)
 def register_pass(cls: PassClass) -> PassClass:
     """Class decorator: check what a pass declares and add it to the registry."""
     name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not PASS_NAME.match(name):
         raise TypeError(f"{cls.__qualname__}: pass name {name!r} is not kebab-case (e.g. 'fuse-gelu')")
     summary = getattr(cls, "summary", None)
     if not isinstance(summary, str) or not summary.strip() or "\n" in summary:
@@ -38,12 +39,25 @@ def register_pass(cls: PassClass) -> PassClass:
     addresses = getattr(cls, "addresses", ())
     if not isinstance(addresses, tuple) or not all(isinstance(op, str) for op in addresses):
         raise TypeError(f"{cls.__qualname__}: addresses must be a tuple of op type names")
+    _check_options(cls)
     known = _passes.get(name)
     if known is not None and known is not cls:
         _warnings.append(f"pass '{name}' is defined by both {_where(known)} and {_where(cls)}; keeping {_where(known)}")
         return cls
     _passes[name] = cls
     return cls
+
+
+def _check_options(cls: type) -> None:
+    """``Options``, when declared, must be a dataclass whose fields all have defaults."""
+    options = getattr(cls, "Options", None)
+    if options is None:
+        return
+    if not (isinstance(options, type) and dataclasses.is_dataclass(options)):
+        raise TypeError(f"{cls.__qualname__}: Options must be a dataclass")
+    for option in dataclasses.fields(options):
+        if option.default is dataclasses.MISSING and option.default_factory is dataclasses.MISSING:
+            raise TypeError(f"{cls.__qualname__}: option {option.name} needs a default")
 
 
 def all_passes() -> dict[str, type]:

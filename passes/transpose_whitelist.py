@@ -22,6 +22,7 @@ class TransposeWhitelist(Pass):
     addresses = ("Transpose", "TransposeD")
     requires = Requires(capabilities=("transpose-whitelist",))
     after = ("simplify",)
+    runs_last = True  # the shapes of the Transposes the saved model holds
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
         """Collect the static input shape of each non-constant Transpose."""

@@ -148,6 +148,13 @@ def place_new(staged: str | os.PathLike, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def place_folder(staged: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Move the complete folder ``staged`` (on the same filesystem) to ``path``, a name that must not
+    exist or be an empty folder (a folder with anything in it is never replaced: :class:`OSError`)."""
+    os.replace(staged, path)
+    return Path(path)
+
+
 @contextmanager
 def staging_folder(folder: str | os.PathLike, prefix: str) -> Iterator[Path]:
     """A new folder ``<prefix><pid>-<random>`` in ``folder``, removed with everything in it on every

@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -132,3 +133,16 @@ def test_an_installed_plugin_is_listed_and_applied(plugin_site, tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["passes"][0]["changed_nodes"] == ["id1", "id2"]
     assert report["verification"]["ok"] is True
+
+
+def test_the_installed_example_plugins_own_tests_pass_with_the_kit(plugin_site, tmp_path):
+    """examples/plugin/tests use optimizer.testing only (no onnx-opt test helpers); they run
+    against the installed package, not the source folder."""
+    tests = shutil.copytree(ROOT / "examples" / "plugin" / "tests", tmp_path / "tests")
+    env = dict(os.environ, PYTHONPATH=str(plugin_site))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
+        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "3 passed" in done.stdout

@@ -15,6 +15,7 @@ from optimizer.cli.console import verbosity_options
 from optimizer.cli.convert_cmd import convert_command
 from optimizer.cli.doctor_cmd import doctor_command
 from optimizer.cli.hotspots_cmd import hotspots_command
+from optimizer.cli.new_pass_cmd import new_pass_command
 from optimizer.cli.optimize_cmd import optimize_command
 from optimizer.cli.passes_cmd import passes_command
 from optimizer.cli.plan_cmd import plan_command
@@ -43,6 +44,7 @@ cli.add_command(hotspots_command)
 cli.add_command(plan_command)
 cli.add_command(bench_command)
 cli.add_command(auto_command)
+cli.add_command(new_pass_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from optimizer.cli.console import progress, settings, shown, stdout_console, verbosity_options
-from optimizer.cli.options import input_shape_option, verify_shape_option
+from optimizer.cli.options import input_shape_option, set_option, verify_shape_option
 from optimizer.cli.passes_cmd import warn_about_plugins
 from optimizer.cli.toolchain_options import cann_version_option, report_failure
 from optimizer.errors import UserError
@@ -27,6 +27,7 @@ ASCEND_PARAMETERS = ("soc", "device", "loop", "tune", "tune_bank", "opp", "input
               "with ais_bench.")
 @input_shape_option(fixes=True)
 @verify_shape_option
+@set_option
 @click.option("--inputs", type=click.Path(path_type=Path, dir_okay=False), metavar="F.npz",
               help="Input arrays by name, for verification and timing (default: seeded random data).")
 @click.option("--min-gain", type=click.FloatRange(0, 100, max_open=True), default=2.0, show_default=True,
@@ -59,7 +60,8 @@ ASCEND_PARAMETERS = ("soc", "device", "loop", "tune", "tune_bank", "opp", "input
 @click.argument("extra_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- EXTRA_ATC_ARGS]")
 def auto_command(
     model: Path, output: Path, target: str | None, backend: str, input_shapes: dict[str, list[int]],
-    verify_shapes: dict[str, list[int]], inputs: Path | None, min_gain: float, budget_s: float, threads: int,
+    verify_shapes: dict[str, list[int]], pass_settings: dict[str, dict[str, str]], inputs: Path | None,
+    min_gain: float, budget_s: float, threads: int,
     report: Path | None, seed: int, runs: int, soc: str | None, device: int, loop: int, tune: str | None,
     tune_bank: Path | None, opp: Path | None, input_format: str | None, out_nodes: str | None, timeout: float,
     tune_timeout: float, cann_version: str | None, extra_args: tuple[str, ...],
@@ -72,6 +74,7 @@ def auto_command(
     .om is written beside -o. Arguments after '--' go to every ATC run unchanged.
     """
     from optimizer.loop.auto import AutoOptions, run_auto
+    from optimizer.pass_options import check_settings
     from optimizer.toolchain.process import ToolError
 
     if backend != "ascend":
@@ -86,8 +89,10 @@ def auto_command(
         rounds=runs, backend=backend, soc=soc, device=device, loop=loop, cann_version=cann_version, opp=opp,
         input_format=input_format, out_nodes=out_nodes, atc_args=list(extra_args), timeout_s=timeout, tune=tune,
         tune_bank=tune_bank, tune_timeout_s=tune_timeout, verbose=settings().verbose > 0,
+        pass_options=pass_settings,
     )
     warn_about_plugins()
+    check_settings(pass_settings)
     try:
         with progress() as say:
             if backend == "ascend":

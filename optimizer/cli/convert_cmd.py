@@ -11,7 +11,7 @@ from optimizer.cli.options import pipeline_options
 from optimizer.cli.passes_cmd import warn_about_plugins
 from optimizer.cli.toolchain_options import cann_version_option, model_options, report_failure, timeout_option
 
-PIPELINE_PARAMETERS = ("target", "passes", "opset")
+PIPELINE_PARAMETERS = ("target", "passes", "opset", "pass_settings")
 
 
 @click.command("convert")
@@ -45,12 +45,13 @@ def convert_command(
     target: str,
     passes: list[str] | None,
     opset: int | None,
+    pass_settings: dict[str, dict[str, str]],
     whitelist: bool,
     opp: Path | None,
     timeout: float,
     cann_version: str | None,
 ) -> int:
-    """Convert MODEL to SOC's .om with ATC (optimised first when --target, --passes or --opset is given).
+    """Convert MODEL to SOC's .om with ATC (optimised first when --target, --passes, --opset or --set is given).
 
     Arguments after '--' go to atc unchanged and replace any flag of the same name.
     """
@@ -61,7 +62,8 @@ def convert_command(
     job = ConvertJob(
         model=model, soc=soc, output=output, input_shapes=input_shapes, input_format=input_format,
         out_nodes=out_nodes, extra=list(extra_args), timeout=timeout, cann_version=cann_version,
-        precision_mode=precision_mode, target=target, passes=passes, opset=opset, whitelist=whitelist, opp=opp,
+        precision_mode=precision_mode, target=target, passes=passes, opset=opset, pass_options=pass_settings,
+        whitelist=whitelist, opp=opp,
         optimise=any(source(name) != click.core.ParameterSource.DEFAULT for name in PIPELINE_PARAMETERS),
     )
     verbose = settings().verbose > 0

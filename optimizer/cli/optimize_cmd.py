@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -32,7 +33,7 @@ from optimizer.cli.passes_cmd import warn_about_plugins
     "plan_path",
     type=click.Path(path_type=Path, dir_okay=False),
     metavar="PLAN.json",
-    help="Replay a plan written by 'onnx-opt plan': its passes, opset, target and options.",
+    help="Replay a plan written by 'onnx-opt plan': its passes, opset, target, options and pass options.",
 )
 @input_shape_option(fixes=True)
 @verify_shape_option
@@ -52,6 +53,11 @@ from optimizer.cli.passes_cmd import warn_about_plugins
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random verification inputs.")
 @click.option("--dry-run", is_flag=True, help="Report what each pass would change; write no model.")
 @click.option(
+    "--explain",
+    metavar="PASS",
+    help="After the table, say for each candidate node of PASS (in the pipeline) whether it matched, and why not.",
+)
+@click.option(
     "--report", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE.json", help="Write the JSON report here."
 )
 @click.option("--in-place", is_flag=True, help="Overwrite the input model (atomically).")
@@ -66,6 +72,7 @@ def optimize_command(
     target: str,
     passes: list[str] | None,
     opset: int | None,
+    pass_settings: dict[str, dict[str, str]],
     input_shapes: dict[str, list[int]],
     verify_shapes: dict[str, list[int]],
     no_verify: bool,
@@ -74,6 +81,7 @@ def optimize_command(
     atol: float | None,
     seed: int,
     dry_run: bool,
+    explain: str | None,
     report: Path | None,
     in_place: bool,
     strict: bool,
@@ -101,9 +109,11 @@ def optimize_command(
         atol=atol,
         seed=seed,
         dry_run=dry_run,
+        explain=explain,
         in_place=in_place,
         fixed_point=fixed_point,
         max_rounds=max_rounds,
+        pass_options=pass_settings,
     )
     if plan_path is not None:
         options = _replay(plan_path, model, options)
@@ -113,7 +123,7 @@ def optimize_command(
     if report is not None:
         write_json(report, result.to_dict())
     if not settings().quiet:
-        print_summary(result)
+        print_summary(result, options.explain)
     failed = result.verification is not None and not result.verification.ok
     if strict and result.problems() and not failed:
         for record in result.problems():
@@ -123,24 +133,23 @@ def optimize_command(
 
 
 def _replay(plan_path: Path, model: Path, options):
-    """The options of a plan; giving --passes, --opset or --target with it is a usage error."""
+    """The options of a plan; giving --passes, --opset, --target or --set with it is a usage error."""
     from click.core import ParameterSource
 
     from optimizer.loop.plan import options_from_plan
 
     ctx = click.get_current_context()
-    given = [
-        f"--{name}"
-        for name in ("passes", "opset", "target")
-        if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
-    ]
+    flags = {"passes": "--passes", "opset": "--opset", "target": "--target", "pass_settings": "--set"}
+    given = [flag for name, flag in flags.items() if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT]
     if given:
-        raise click.UsageError(f"--plan sets the passes, the opset and the target: drop {', '.join(given)}")
+        raise click.UsageError(
+            f"--plan sets the passes, the opset, the target and the pass options: drop {', '.join(given)}"
+        )
     return options_from_plan(plan_path, model, options)
 
 
-def print_summary(result) -> None:
-    """The per-pass table, the verification verdict, and what was written."""
+def print_summary(result, explain: str | None = None) -> None:
+    """The per-pass table, ``explain``'s verdicts, the verification verdict, and what was written."""
     from rich.table import Table
 
     console = stdout_console()
@@ -182,6 +191,8 @@ def print_summary(result) -> None:
                 console.print(shown(f"  {record.name} left {skip['node']}: {skip['reason']}"))
             for key, value in record.findings.items():
                 console.print(shown(f"  {record.name} found {key}: {value}"))
+    if explain is not None:
+        print_explained(console, next(record for record in result.records if record.name == explain))
     if result.verification is not None:
         print_verification(console, result.verification)
     for line in result.notes:
@@ -191,6 +202,25 @@ def print_summary(result) -> None:
         console.print(shown(f"wrote {', '.join(result.written)}  (opset {result.opset_after}, {nodes})"))
     elif result.dry_run:
         console.print("dry run: nothing written")
+
+
+def print_explained(console, record) -> None:
+    """``--explain``: the pass's verdict on each candidate node, where it lies, and why."""
+    from optimizer.passapi import Verdict
+
+    verdicts = record.explained
+    if verdicts is None:
+        console.print(shown(f"explain {record.name}: {record.status}, no candidate looked at: {record.reason}"))
+        return
+    counts = Counter(verdict["outcome"] for verdict in verdicts)
+    tally = ", ".join(f"{counts[o]} {o}" for o in (Verdict.MATCHED, Verdict.REFUSED, Verdict.NO_MATCH) if counts[o])
+    plural = "" if len(verdicts) == 1 else "s"
+    console.print(shown(f"explain {record.name}: {len(verdicts)} candidate{plural}" + (f" ({tally})" if tally else "")))
+    for verdict in verdicts:
+        node, scope = verdict["node"] and repr(verdict["node"]), verdict["scope"] and f"in {verdict['scope']}"
+        what = " ".join(part for part in (verdict["op_type"], node, scope) if part)
+        reason = f": {verdict['reason']}" if verdict["reason"] else ""
+        console.print(shown(f"  {what or 'the model'}: {verdict['outcome']}{reason}"))
 
 
 def print_verification(console, checked) -> None:

@@ -28,7 +28,22 @@ def _parse_passes(ctx: click.Context, param: click.Parameter, value: str | None)
         return []
     if not names or "none" in names:
         raise click.BadParameter("give pass names separated by commas, or 'none'")
+    edits = [name for name in names if name[:1] in ("+", "-")]
+    if edits and len(edits) != len(names):
+        raise click.BadParameter("give pass names (the pipeline) or +name/-name edits of the target's, not both")
+    if any(len(name) == 1 for name in edits):
+        raise click.BadParameter("+ and - need a pass name: +name adds it, -name removes it")
     return names
+
+
+def _parse_settings(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    from optimizer.errors import UserError
+    from optimizer.pass_options import parse_settings
+
+    try:
+        return parse_settings(value)
+    except UserError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--set ")) from None
 
 
 def input_shape_option(func: Callable[..., Any] | None = None, *, fixes: bool = False) -> Any:
@@ -58,8 +73,21 @@ def verify_shape_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+def set_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--set PASS.OPTION=VALUE`` (repeatable), parsed as ``pass_settings``: {pass: {option: value}}."""
+    return click.option(
+        "--set",
+        "pass_settings",
+        multiple=True,
+        callback=_parse_settings,
+        metavar="PASS.OPTION=VALUE",
+        help="Set an option of a pass, e.g. simplify.onnxsim=false (repeatable; 'onnx-opt passes -v' lists them).",
+    )(func)
+
+
 def pipeline_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--target``, ``--passes`` and ``--opset``."""
+    """``--target``, ``--passes``, ``--opset`` and ``--set``."""
+    func = set_option(func)
     func = click.option(
         "--opset",
         type=int,
@@ -70,12 +98,13 @@ def pipeline_options(func: Callable[..., Any]) -> Callable[..., Any]:
         "--passes",
         callback=_parse_passes,
         metavar="a,b",
-        help="Run these passes instead of the target's pipeline ('none' runs no pass).",
+        help="Run these passes instead of the target's pipeline ('none' runs no pass); +name,-name add "
+        "passes to the end of the target's pipeline / remove them from it.",
     )(func)
     return click.option(
         "--target",
         default=DEFAULT_TARGET,
         show_default=True,
         metavar="T",
-        help="Target whose default pipeline and facts apply (see 'onnx-opt passes').",
+        help="Target whose default pipeline and facts apply: a name (see 'onnx-opt passes') or a FILE.json.",
     )(func)

@@ -1,4 +1,4 @@
-"""``onnx-opt passes``: every registered pass, built-in or plugin, and the shipped targets."""
+"""``onnx-opt passes``: every registered pass, built-in or plugin, its options, and every target."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import json
 
 import click
 
-from optimizer.cli.console import note, shown, stdout_console, verbosity_options
+from optimizer.cli.console import note, settings, shown, stdout_console, verbosity_options
 
 
 def warn_about_plugins() -> None:
-    """One warning line per plugin that failed to load; every verb that runs passes calls it."""
+    """One warning line per plugin that failed to load and per target ignored; every verb that runs
+    passes calls it."""
     from optimizer.registry import load_warnings
+    from optimizer.targets import target_warnings
 
-    for warning in load_warnings():
+    for warning in load_warnings() + target_warnings():
         note(f"onnx-opt: warning: {warning}")
 
 
@@ -21,17 +23,20 @@ def warn_about_plugins() -> None:
 @verbosity_options
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def passes_command(as_json: bool) -> int:
-    """List the registered passes (built-ins and plugins) and the targets' pipelines."""
+    """List the registered passes (built-ins and plugins), their options (-v), and every target's
+    pipeline and where it comes from."""
     from optimizer.registry import all_passes
-    from optimizer.targets import load_target, target_names
 
     rows = [describe(cls) for cls in all_passes().values()]
-    targets = [load_target(name) for name in target_names()]
     warn_about_plugins()
+    targets = _targets()
     if as_json:
         data = {
             "passes": rows,
-            "targets": {t.name: {"description": t.description, "pipeline": list(t.pipeline)} for t in targets},
+            "targets": {
+                t.name: {"description": t.description, "pipeline": list(t.pipeline), "source": t.source}
+                for t in targets
+            },
         }
         click.echo(json.dumps(data, indent=2))
         return 0
@@ -45,13 +50,35 @@ def passes_command(as_json: bool) -> int:
                                                  row["requires"], row["module"])))
     console = stdout_console()
     console.print(table)
+    options = [(row["name"], option) for row in rows for option in row["options"]]
+    if settings().verbose and options:
+        console.print("options (--set PASS.OPTION=VALUE):")
+        for name, option in options:
+            default = json.dumps(option["default"])
+            console.print(shown(f"  {name}.{option['name']} ({option['type']}, default {default}): {option['help']}"))
     for target in targets:
-        console.print(shown(f"target {target.name}: {' -> '.join(target.pipeline)}"))
+        console.print(shown(f"target {target.name}: {' -> '.join(target.pipeline)}  ({target.source})"))
     return 0
+
+
+def _targets() -> list:
+    """Every target that loads; a warning line for each that does not."""
+    from optimizer.errors import UserError
+    from optimizer.targets import load_target, target_names
+
+    targets = []
+    for name in target_names():
+        try:
+            targets.append(load_target(name))
+        except UserError as exc:
+            note(f"onnx-opt: warning: target {name} is not usable: {exc}")
+    return targets
 
 
 def describe(cls: type) -> dict:
     """A pass's declaration as plain data."""
+    from optimizer.pass_options import describe_options
+
     req = cls.requires
     parts = []
     low, high = req.opsets
@@ -67,4 +94,5 @@ def describe(cls: type) -> dict:
         "requires": ", ".join(parts) or "-",
         "after": list(cls.after),
         "module": cls.__module__,
+        "options": describe_options(cls),
     }

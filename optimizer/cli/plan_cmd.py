@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from optimizer.cli.console import check_folders, check_outputs, settings, shown, stdout_console, verbosity_options
-from optimizer.cli.options import input_shape_option
+from optimizer.cli.options import input_shape_option, set_option
 from optimizer.cli.passes_cmd import warn_about_plugins
 
 
@@ -23,6 +23,7 @@ from optimizer.cli.passes_cmd import warn_about_plugins
     help="Target of the plan (default: inferred from the profile; onnxruntime for an onnxruntime profile).",
 )
 @input_shape_option
+@set_option
 @click.option("--top", type=click.IntRange(1), default=10, show_default=True, help="How many op types count as hot.")
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), metavar="PLAN.json", help="Write the plan here."
@@ -32,18 +33,23 @@ def plan_command(
     model: Path,
     target: str | None,
     input_shapes: dict[str, list[int]],
+    pass_settings: dict[str, dict[str, str]],
     top: int,
     output: Path | None,
 ) -> int:
     """The passes worth running on MODEL given PROFILE, with the hot time each addresses; -o writes the
     plan that 'onnx-opt optimize MODEL --plan PLAN.json' replays."""
     from optimizer.loop.plan import make_plan, write_plan
+    from optimizer.pass_options import check_settings
     from profiles.read import read_profile
 
     check_folders(output)
     check_outputs({"-o": output}, inputs={"PROFILE": profile_path}, models={"--model": model})
     warn_about_plugins()
-    plan = make_plan(read_profile(profile_path), model, target, input_shapes=input_shapes, top=top)
+    check_settings(pass_settings)
+    plan = make_plan(
+        read_profile(profile_path), model, target, input_shapes=input_shapes, top=top, pass_options=pass_settings
+    )
     if output is not None:
         write_plan(plan, output)
     if settings().quiet:
@@ -74,6 +80,10 @@ def print_plan(plan, output: Path | None) -> None:
         console.print("no pass changes a node of a hot op type: the plan runs no pass")
     for shape in plan.whitelist_shapes:
         console.print(f"white-list shape: {shape}")
+    given = [f"--set {name}.{key}={value}"
+             for name, values in plan.pass_options.items() for key, value in values.items()]
+    if given:
+        console.print(shown(f"pass options: {' '.join(given)}"))
     if settings().verbose or not plan.candidates:
         for item in plan.rejected:
             console.print(f"  not proposed: {item['pass']}: {shown(item['reason'])}")

@@ -95,6 +95,7 @@ class AutoOptions:
     tune_top: int = 10
     tune_timeout_s: float = 6 * 3600.0
     verbose: bool = False
+    pass_options: dict[str, dict[str, str]] = field(default_factory=dict)  # --set: pass -> option -> value
 
 
 @dataclass
@@ -196,7 +197,8 @@ def run_auto(options: AutoOptions, progress: Callable[[str], None] | None = None
         say("profiling the base model")
         before = _profile(base, work / "profile_before", feeds, options)
         say("choosing candidates from the profile")
-        candidates, rejected, choice = choose_candidates(before, base, options.target)
+        candidates, rejected, choice = choose_candidates(before, base, options.target,
+                                                         pass_options=options.pass_options)
         result = AutoResult(str(options.input), str(options.output), choice.name, choice.how, [], None, [],
                             None, rejected, clean_stale_staging(options.output.parent))
         if not candidates:
@@ -302,7 +304,8 @@ def _profile(model: Path, folder: Path, feeds: dict, options: AutoOptions):
 
 
 def optimize_options(options: AutoOptions, source: Path, out: Path, **changes: Any) -> OptimizeOptions:
-    """``optimize``'s options for one step of the loop: ``source`` to ``out`` with ``changes``."""
+    """``optimize``'s options for one step of the loop: ``source`` to ``out`` with ``changes`` (the
+    ``--set`` options of the passes it runs)."""
     settings = {
         "input": source,
         "output": out,
@@ -313,6 +316,8 @@ def optimize_options(options: AutoOptions, source: Path, out: Path, **changes: A
         "seed": options.seed,
     }
     settings.update(changes)
+    passes = settings.get("passes") or ()
+    settings["pass_options"] = {name: values for name, values in options.pass_options.items() if name in passes}
     return OptimizeOptions(**settings)
 
 
@@ -360,6 +365,7 @@ def write_report(folder: Path, work: Path, result: AutoResult, options: AutoOpti
         opset=result.opset,
         passes=list(result.kept),
         input_shapes=dict(options.input_shapes),
+        pass_options={name: values for name, values in options.pass_options.items() if name in result.kept},
         candidates=[step.to_dict() for step in result.steps],
         rejected=result.rejected,
         profile=f"auto ({result.backend})",

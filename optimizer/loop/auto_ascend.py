@@ -161,7 +161,7 @@ def run_auto_ascend(options: AutoOptions, progress: Callable[[str], None] | None
         say("profiling the base model on the NPU")
         before = _profile(run, base.om, work / "profile_before")
         say("choosing candidates from the profile")
-        candidates, rejected, choice = choose_candidates(before, base.onnx, target)
+        candidates, rejected, choice = choose_candidates(before, base.onnx, target, pass_options=options.pass_options)
         result = AutoResult(str(options.input), str(options.output), choice.name, choice.how, [], None, [],
                             None, rejected, [], backend="ascend")
         if not candidates:

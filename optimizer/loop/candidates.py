@@ -97,11 +97,13 @@ def choose_candidates(
     *,
     input_shapes: dict[str, list[int]] | None = None,
     top: int = 10,
+    pass_options: dict[str, dict[str, str]] | None = None,
 ) -> tuple[list[Candidate], list[dict], TargetChoice]:
     """The passes worth running on ``model_path`` given ``profile`` (a profiles.model.Profile).
 
     Returns the candidates by hot time (largest first), the passes considered and rejected as
-    ``{"pass", "reason"}``, and the target used. Nothing runs but dry runs of the passes.
+    ``{"pass", "reason"}``, and the target used. Nothing runs but dry runs of the passes, with
+    ``pass_options`` (``--set``: pass -> option -> value).
     """
     from optimizer.modelio import load_model
     from optimizer.shapes import fix_input_shapes
@@ -118,10 +120,14 @@ def choose_candidates(
     fix_input_shapes(model, shapes)
     hot = {t.op_type for t in hotspots(profile, top).op_types if t.op_type}
     credit = Credit(profile, model)
-    context = _Context(profile, credit, hot, load_target(choice.name), Path(model_path), model_opset(model), shapes)
+    settings = dict(pass_options or {})
+    context = _Context(
+        profile, credit, hot, load_target(choice.name), Path(model_path), model_opset(model), shapes, choice.name,
+        settings,
+    )
     found: list[Candidate] = []
     rejected: list[dict] = []
-    for name, record in dry_run(model, choice.name).items():
+    for name, record in dry_run(model, choice.name, settings).items():
         outcome = _consider(name, record, context)
         if isinstance(outcome, Candidate):
             found.append(outcome)
@@ -174,15 +180,26 @@ def choose_target(profile, target: str | None) -> TargetChoice:
     )
 
 
-def dry_run(model: ir.Model, target: str) -> dict[str, PassRecord]:
+def dry_run(
+    model: ir.Model, target: str, pass_options: dict[str, dict[str, str]] | None = None
+) -> dict[str, PassRecord]:
     """The record of every registered pass run alone on a copy of ``model`` for ``target``."""
     from optimizer.registry import all_passes
 
     ctx = PassContext(load_target(target), model_opset(model))
-    return {name: PassManager([name], ctx).run(model.clone()).records[0] for name in all_passes()}
+    return {
+        name: PassManager([name], ctx, options=pass_options).run(model.clone()).records[0] for name in all_passes()
+    }
 
 
-def dry_run_at(model_path: Path, name: str, target: str, opset: int, input_shapes: dict[str, list[int]]) -> PassRecord:
+def dry_run_at(
+    model_path: Path,
+    name: str,
+    target: str,
+    opset: int,
+    input_shapes: dict[str, list[int]],
+    pass_options: dict[str, dict[str, str]] | None = None,
+) -> PassRecord:
     """The record of pass ``name`` run alone at ``opset``, exactly as ``optimize --opset`` runs it."""
     from optimizer.optimize import OptimizeOptions, optimize
 
@@ -194,6 +211,7 @@ def dry_run_at(model_path: Path, name: str, target: str, opset: int, input_shape
         input_shapes=dict(input_shapes),
         verify=False,
         dry_run=True,
+        pass_options={key: value for key, value in (pass_options or {}).items() if key == name},
     )
     return next(record for record in optimize(options).records if record.name == name)
 
@@ -376,6 +394,8 @@ class _Context:
     model_path: Path
     opset: int
     input_shapes: dict[str, list[int]]
+    target_given: str  # as --target gave it: a name or a file
+    settings: dict[str, dict[str, str]]  # --set: pass -> option -> value
     rewriters: set[str] = field(default_factory=set)  # candidates that change nodes (not analyses)
 
 
@@ -388,7 +408,7 @@ def _consider(name: str, record: PassRecord, cx: _Context) -> Candidate | str:
         if not cx.target.accepts_opset(needed):
             return candidate or f"{_refusal(record)}; target {cx.target.name} accepts opsets {low}-{high} only"
         try:
-            again = dry_run_at(cx.model_path, name, cx.target.name, needed, cx.input_shapes)
+            again = dry_run_at(cx.model_path, name, cx.target_given, needed, cx.input_shapes, cx.settings)
         except UserError as exc:
             return candidate or f"{_refusal(record)}; at --opset {needed}: {exc}"
         better = _credited(name, again, cx, needed)

@@ -7,7 +7,8 @@ A plan file (JSON, format ``onnx-opt-plan/1``)::
      "target": "ascend910b", "target_chosen": "given with --target",
      "opset": 11,                        # null: the model keeps its opset
      "passes": ["fuse-depth-to-space"],  # [] runs no pass
-     "options": {"input_shapes": {"image": [1, 3, 114, 114]}, "fixed_point": false},
+     "options": {"input_shapes": {"image": [1, 3, 114, 114]}, "fixed_point": false,
+                 "pass_options": {"simplify": {"onnxsim": "false"}}},   # --set, as given
      "whitelist_shapes": [[1, 64, 2, 2, 114, 114]],
      "candidates": [Candidate.to_dict(), ...], "rejected": [{"pass": ..., "reason": ...}],
      "profile": "<the profile's source>", "created_by": "onnx-opt 0.1.0"}
@@ -42,6 +43,7 @@ class Plan:
     passes: list[str]
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
     fixed_point: bool = False
+    pass_options: dict[str, dict[str, str]] = field(default_factory=dict)  # --set: pass -> option -> value
     whitelist_shapes: list[list[int]] = field(default_factory=list)
     candidates: list[dict] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
@@ -58,7 +60,11 @@ class Plan:
             "target_chosen": self.target_chosen,
             "opset": self.opset,
             "passes": list(self.passes),
-            "options": {"input_shapes": dict(self.input_shapes), "fixed_point": self.fixed_point},
+            "options": {
+                "input_shapes": dict(self.input_shapes),
+                "fixed_point": self.fixed_point,
+                "pass_options": {name: dict(values) for name, values in self.pass_options.items()},
+            },
             "whitelist_shapes": [list(s) for s in self.whitelist_shapes],
             "candidates": list(self.candidates),
             "rejected": list(self.rejected),
@@ -86,18 +92,23 @@ def make_plan(
     *,
     input_shapes: dict[str, list[int]] | None = None,
     top: int = 10,
+    pass_options: dict[str, dict[str, str]] | None = None,
 ) -> Plan:
     """Choose the passes for ``model_path`` from ``profile`` (nothing runs but dry runs) as a Plan.
 
     The passes are the candidates in pipeline order (the target's pipeline first); the opset is
-    the highest a candidate needs.
+    the highest a candidate needs. ``pass_options`` (``--set``) apply to the dry runs, and the
+    plan keeps those of its passes.
     """
     from optimizer.loop.candidates import choose_candidates
     from optimizer.manager import order_pipeline
     from optimizer.targets import load_target
 
     shapes = dict(input_shapes or {})
-    candidates, rejected, choice = choose_candidates(profile, model_path, target, input_shapes=shapes, top=top)
+    settings = dict(pass_options or {})
+    candidates, rejected, choice = choose_candidates(
+        profile, model_path, target, input_shapes=shapes, top=top, pass_options=settings
+    )
     chosen = {c.pass_name for c in candidates}
     pipeline = load_target(choice.name).pipeline
     names = [name for name in pipeline if name in chosen] + sorted(chosen - set(pipeline))
@@ -113,6 +124,7 @@ def make_plan(
         opset=max(opsets) if opsets else None,
         passes=order_pipeline(names),
         input_shapes=shapes,
+        pass_options={name: values for name, values in settings.items() if name in chosen},
         whitelist_shapes=shapes_found,
         candidates=[c.to_dict() for c in candidates],
         rejected=rejected,
@@ -133,7 +145,7 @@ def read_plan(path: Path) -> Plan:
     """Read and check a plan file; any fault is a :class:`UserError` naming its JSON path (``$.passes[1]``)."""
     from optimizer.opset import supported_opsets
     from optimizer.registry import all_passes
-    from optimizer.targets import target_names
+    from optimizer.targets import load_target
 
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -170,8 +182,10 @@ def read_plan(path: Path) -> Plan:
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise fault("$.model.sha256", f"expected 64 lower-case hex digits, got {sha256!r}")
     target = get(data, "target", "$", str)
-    if target not in target_names():
-        raise fault("$.target", f"unknown target {target!r}; known targets: {', '.join(target_names())}")
+    try:
+        load_target(target)
+    except UserError as exc:
+        raise fault("$.target", str(exc)) from None
     opset = get(data, "opset", "$", int, optional=True)
     low, high = supported_opsets()
     if opset is not None and not low <= opset <= high:
@@ -188,6 +202,13 @@ def read_plan(path: Path) -> Plan:
     for name, dims in input_shapes.items():
         _check_dims(dims, f"$.options.input_shapes.{name}", fault, smallest=0)
     fixed_point = get(options, "fixed_point", "$.options", bool, optional=True) or False
+    pass_options = get(options, "pass_options", "$.options", dict, optional=True) or {}
+    for name, values in pass_options.items():
+        where = f"$.options.pass_options.{name}"
+        if name not in passes:
+            raise fault(where, f"pass {name!r} is not in the plan's passes")
+        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+            raise fault(where, f"expected an object of option values as strings, got {json.dumps(values)}")
     whitelist = get(data, "whitelist_shapes", "$", list, optional=True) or []
     for i, dims in enumerate(whitelist):
         _check_dims(dims, f"$.whitelist_shapes[{i}]", fault, smallest=1)
@@ -205,6 +226,7 @@ def read_plan(path: Path) -> Plan:
         passes=list(passes),
         input_shapes={name: list(dims) for name, dims in input_shapes.items()},
         fixed_point=fixed_point,
+        pass_options={name: dict(values) for name, values in pass_options.items()},
         whitelist_shapes=[list(dims) for dims in whitelist],
         candidates=candidates,
         rejected=rejected,
@@ -215,10 +237,10 @@ def read_plan(path: Path) -> Plan:
 
 
 def options_from_plan(plan: Plan | Path | str, model_path: Path, base):
-    """``base`` (an OptimizeOptions) with the plan's passes, opset, target and options.
+    """``base`` (an OptimizeOptions) with the plan's passes, opset, target, options and pass options.
 
     ``plan`` is a Plan or the path of a plan file. The model must be the planned one (same
-    sha256), and ``base`` must not choose passes or an opset itself: both are UserErrors.
+    sha256), and ``base`` must not choose passes, an opset or pass options itself: UserErrors.
     """
     if not isinstance(plan, Plan):
         plan = read_plan(Path(plan))
@@ -228,8 +250,11 @@ def options_from_plan(plan: Plan | Path | str, model_path: Path, base):
             f"the plan is for {plan.model_path} (sha256 {plan.model_sha256}), but {model_path} has sha256 "
             f"{digest}; make a plan for this model with 'onnx-opt plan PROFILE --model {model_path}'"
         )
-    if base.passes is not None or base.opset is not None:
-        raise UserError("a plan sets the passes and the opset: give --plan without --passes and --opset")
+    if base.passes is not None or base.opset is not None or base.pass_options:
+        raise UserError(
+            "a plan sets the passes, the opset and the pass options: give --plan without --passes and --opset, "
+            "and without --set"
+        )
     if base.input_shapes and base.input_shapes != plan.input_shapes:
         raise UserError(
             f"the plan was made with input shapes {plan.input_shapes or 'of the model'}; "
@@ -242,6 +267,7 @@ def options_from_plan(plan: Plan | Path | str, model_path: Path, base):
         target=plan.target,
         input_shapes={name: list(dims) for name, dims in plan.input_shapes.items()},
         fixed_point=plan.fixed_point,
+        pass_options={name: dict(values) for name, values in plan.pass_options.items()},
     )
 
 

@@ -52,6 +52,7 @@ class ConvertJob(ToolJob):
     target: str = DEFAULT_TARGET
     passes: list[str] | None = None
     opset: int | None = None
+    pass_options: dict[str, dict[str, str]] = field(default_factory=dict)  # --set: pass -> option -> value
     whitelist: bool = False
     opp: Path | None = None  # default: ASCEND_OPP_PATH of set_env.sh
 
@@ -290,5 +291,5 @@ def _optimise(job: ConvertJob, destination: Path, progress: Progress):
     from optimizer.optimize import OptimizeOptions, optimize
 
     options = OptimizeOptions(input=job.model, output=destination, passes=job.passes, target=job.target,
-                              opset=job.opset, input_shapes=job.input_shapes)
+                              opset=job.opset, input_shapes=job.input_shapes, pass_options=job.pass_options)
     return optimize(options, progress)

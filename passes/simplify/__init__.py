@@ -32,6 +32,9 @@ fewest nodes, every subgraph counted, is kept; rounds repeat until the count sto
 second run changes nothing. The note names the simplifiers that ran. Input shapes are never
 changed here (``--input-shape`` is written into the model before the passes). Large weights no
 fold needs stay out of onnxsim's copy.
+
+Option ``onnxsim`` (``--set simplify.onnxsim=false``) leaves onnxsim out: on a large model it is
+the slow, memory-hungry stage, and the other two still fold.
 """
 
 from __future__ import annotations
@@ -67,6 +70,12 @@ class Simplify(Pass):
     summary = "Fold constants, shape subgraphs and constant If nodes everywhere (onnxsim, onnxscript, onnx-opt folds)"
     addresses = ("Shape", "Gather", "Unsqueeze", "Concat", "Reshape", "Constant", "Identity", "If")
 
+    @dataclass(frozen=True)
+    class Options:
+        onnxsim: bool = field(
+            default=True, metadata={"help": "run onnxsim (false: skip it where it is slow or runs out of memory)"}
+        )
+
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
         """Simplify in rounds until the node count stops falling; report the nodes removed and,
         in the note, which simplifiers ran and the node counts, every subgraph counted."""
@@ -76,7 +85,7 @@ class Simplify(Pass):
             current, rounds, ran, worked, failures = model, 0, [], [], {}
             for _ in range(MAX_ROUNDS):
                 try:
-                    outcome = simplify_once(current, reference, ctx)
+                    outcome = simplify_once(current, reference, ctx, onnxsim=self.options.onnxsim)
                 except SkipPass:
                     if rounds:
                         break
@@ -117,26 +126,27 @@ class Round:
     failures: dict[str, str] = field(default_factory=dict)
 
 
-def stages(ctx: PassContext) -> tuple[tuple[str, Callable[[ir.Model], ir.Model]], ...]:
-    """The simplifiers of a round, in order, each with the name (and version) reported."""
+def stages(ctx: PassContext, *, onnxsim: bool = True) -> tuple[tuple[str, Callable[[ir.Model], ir.Model]], ...]:
+    """The simplifiers of a round, in order, each with the name (and version) reported; onnxsim
+    only when ``onnxsim``."""
     import onnxscript
-    import onnxsim
+    import onnxsim as onnxsim_package
 
     return (
-        (f"onnxsim {onnxsim.__version__}", run_onnxsim),
+        *([(f"onnxsim {onnxsim_package.__version__}", run_onnxsim)] if onnxsim else []),
         (f"onnxscript optimizer {onnxscript.__version__}", run_onnxscript),
         (ONNX_OPT_FOLDS, functools.partial(run_folds, ctx=ctx)),
     )
 
 
-def simplify_once(model: ir.Model, reference: Reference, ctx: PassContext) -> Round:
-    """One round: onnxsim, then onnxscript's optimizer, then onnx-opt's folds, each on the best
-    checked result so far (so onnxscript runs on the original when onnxsim fails).
+def simplify_once(model: ir.Model, reference: Reference, ctx: PassContext, *, onnxsim: bool = True) -> Round:
+    """One round: onnxsim (when ``onnxsim``), then onnxscript's optimizer, then onnx-opt's folds,
+    each on the best checked result so far (so onnxscript runs on the original when onnxsim fails).
 
     Raises :class:`SkipPass` when every simplifier fails.
     """
     outcome = Round(model)
-    for name, simplifier in stages(ctx):
+    for name, simplifier in stages(ctx, onnxsim=onnxsim):
         try:
             candidate = simplifier(outcome.model)
             reference.check(candidate, name)

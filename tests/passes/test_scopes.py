@@ -121,7 +121,7 @@ def test_transpose_whitelist_reads_shapes_in_the_transposes_own_scope(scope):
 @pytest.mark.parametrize("scope", SCOPES)
 def test_simplify(scope):
     source = place(constant_arithmetic(), scope)
-    result = check_pass("simplify", source)
+    result = check_pass("simplify", source, compare_nested=False)  # whole-model: work differs by scope
     assert "Mul" not in ops_everywhere(result.model)
     if scope == "if":
         check_both_branches(source, result.model)
@@ -136,7 +136,7 @@ def test_function_values_do_not_take_the_shape_of_a_same_named_main_graph_value(
         helper.make_node("Transpose", ["s"], ["y"], perm=[0, 2, 1], name="t2"),
     ]
     illegal = Pattern(nodes, [2, 3, 4], [2, 3, 4], opset=11, decoys=[("x", [2, 4, 1])])
-    result = check_pass("softmax-transpose", place(illegal, "function"), expect_changes=0)
+    result = check_pass("softmax-transpose", place(illegal, "function"), expect_changes=0, expect_skips=1)
     assert "flatten" in result.record.skips[0]["reason"]
     legal = Pattern(nodes, [2, 3, 1], [2, 3, 1], opset=11, decoys=[("x", [2, 4, 5])])
     check_pass("softmax-transpose", place(legal, "function"), expect_changes=1)
@@ -149,7 +149,7 @@ def test_a_function_called_with_two_shapes_keeps_only_what_both_calls_agree_on()
     model.graph.node.append(second)
     model.graph.input.append(helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 8, 4, 3]))
     model.graph.output.append(helper.make_tensor_value_info("out2", TensorProto.FLOAT, [1, 2, 8, 6]))
-    result = check_pass("decompose-depth-to-space", model, expect_changes=0)
+    result = check_pass("decompose-depth-to-space", model, expect_changes=0, expect_skips=1)
     assert "static C, H and W" in result.record.skips[0]["reason"]
 
 

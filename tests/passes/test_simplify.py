@@ -1,3 +1,4 @@
+import functools
 import itertools
 import os
 import re
@@ -14,8 +15,12 @@ import passes.simplify as simplify
 from optimizer.manager import PassManager
 from optimizer.passapi import PassContext, iter_nodes
 from optimizer.targets import load_target
-from optimizer.testing import check_pass
+from optimizer.testing import check_pass as check_any_pass
 from optimizer.verify import run_onnxruntime
+
+# simplify is a whole-model pass: what onnxsim folds differs by scope, so nested runs are checked
+# (numbers, checker, idempotence) without comparing the nodes they changed.
+check_pass = functools.partial(check_any_pass, compare_nested=False)
 
 # onnxslim 0.1.98 on torch_model("vad", 17), every subgraph counted (benchmarks/bench_simplify.py);
 # onnxslim is not a dependency, so its count is recorded here and onnxscript's is measured live.
@@ -84,6 +89,7 @@ def test_without_input_shapes_the_dynamic_subgraph_stays(torch_model):
         torch_model("manual-shuffle", 11),
         verify_shapes={"image": [2, 64, 7, 5]},
         expect_changes=0,
+        expect_skips=1,
     )
     [skip] = result.record.skips
     assert "static C, H and W" in skip["reason"]
@@ -469,7 +475,7 @@ def test_vad_reaches_the_better_of_onnxscript_and_onnxslim_with_every_output_kep
     path, source, onnxscript_nodes = vad_baseline
     if onnxsim_crashes:
         monkeypatch.setattr("onnxsim.simplify", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("segfault-ish")))
-    result = check_pass("simplify", path, verify_shapes=VAD_SHAPES)
+    result = check_pass("simplify", path, verify_shapes=VAD_SHAPES, scopes=())  # its own Ifs and Loops
     [note] = result.record.notes
     before, after = note_counts(note)
     assert before == count_everywhere(source) > 300  # every branch counted, as onnxslim and onnxscript count
