@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from optimizer.cli.console import shown, stdout_console, verbosity_options
+from optimizer.cli.console import settings, shown, stdout_console, verbosity_options
 
 
 @click.command("new-pass")
@@ -31,6 +31,8 @@ def new_pass_command(name: str, plugin: Path | None, style: str) -> int:
 
     scaffold = plan_scaffold(name, style, plugin, Path.cwd())
     write_scaffold(scaffold)
+    if settings().quiet:
+        return 0
     console = stdout_console()
     for path in scaffold.files:
         console.print(shown(f"wrote {path}"))
