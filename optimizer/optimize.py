@@ -26,7 +26,7 @@ from optimizer.modelio import (
 from optimizer.opset import convert_opset, supported_opsets
 from optimizer.pass_options import resolve_settings
 from optimizer.passapi import PassContext, model_opset
-from optimizer.registry import all_passes, get_pass
+from optimizer.registry import all_passes, get_pass, opt_in_reason
 from optimizer.shapes import fix_input_shapes
 from optimizer.targets import DEFAULT_TARGET, edit_pipeline, load_target
 from optimizer.verifier import Verification, Verifier, choose_feeds
@@ -54,6 +54,7 @@ class OptimizeOptions:
     fixed_point: bool = False
     max_rounds: int = 10
     pass_options: dict[str, dict[str, str]] = field(default_factory=dict)  # --set: pass -> option -> value
+    allow_approximate: bool = False  # --allow-approximate: opt-in passes named in --passes may run
 
 
 @dataclass
@@ -75,6 +76,7 @@ class OptimizeReport:
     written: list[str]
     dry_run: bool
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # effective options by pass
+    expected_differences: list[str] = field(default_factory=list)  # opt-in passes kept despite changed outputs
 
     def problems(self) -> list[PassRecord]:
         """Passes that raised or were dropped for breaking numerics."""
@@ -91,6 +93,7 @@ class OptimizeReport:
             "target": self.target,
             "pipeline": self.pipeline,
             "options": self.options,
+            "expected_differences": self.expected_differences,
             "opset": {"before": self.opset_before, "after": self.opset_after},
             "nodes": {"before": self.nodes_before, "after": self.nodes_after},
             "passes": [record.to_dict() for record in self.records],
@@ -120,7 +123,9 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
     target = load_target(options.target)
     names, edited = edit_pipeline(target, options.passes)
     for name in names:
-        get_pass(name)
+        reason = opt_in_reason(get_pass(name))
+        if reason and not options.allow_approximate:
+            raise UserError(f"--passes {name}: {reason}; give --allow-approximate to run it")
     pass_options = resolve_settings(options.pass_options, names)
     say("loading model")
     original = load_model(options.input)
@@ -165,6 +170,7 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
     lap("opset")
 
     checked: Verification | None = None
+    expected: list[str] = []  # opt-in passes whose difference is reported, not a failure
     if verifier is not None:
         say("verifying with onnxruntime")
         checked = verifier.check(model)
@@ -172,12 +178,16 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
             say("finding the pass that broke the outputs")
             model, records = _drop_culprits(_upgrade(start.clone(), options), manager, verifier, records, options)
             checked = verifier.check(model)
-        if not checked.ok:
+        registered = all_passes()  # the records hold "cleanup" too
+        expected = [r.name for r in records
+                    if r.changes and r.status != DROPPED and r.name in registered and opt_in_reason(registered[r.name])]
+        if not checked.ok and not expected:
             notes.append(_unexplained_failure(start, verifier, options))
         lap("verify")
 
     written: list[str] = []
-    if output is not None and not options.dry_run and (checked is None or checked.ok):
+    accepted = checked is None or checked.ok or bool(expected)
+    if output is not None and not options.dry_run and accepted:
         say("saving")
         written = [str(path) for path in save_model(model, output, external_data=has_external_data(original) or None)]
         lap("save")
@@ -197,6 +207,7 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
         written=written,
         dry_run=options.dry_run,
         options=manager.options(),
+        expected_differences=expected if checked is not None and not checked.ok else [],
     )
 
 
@@ -235,7 +246,9 @@ def _drop_culprits(
     model: ir.Model, manager: PassManager, verifier: Verifier, records: list[PassRecord], options: OptimizeOptions
 ) -> tuple[ir.Model, list[PassRecord]]:
     """Replay the passes that changed something one at a time, each through the same opset
-    conversion as the run; drop each that breaks outputs. Returns the model at the saved opset."""
+    conversion as the run; drop each that breaks outputs. An opt-in pass (approximate, or a fix)
+    is kept with its difference noted, and the passes after it are checked against the model it
+    left. Returns the model at the saved opset."""
     replayed = []
     for record in records:
         if record.name == "cleanup":
@@ -254,9 +267,18 @@ def _drop_culprits(
         attempt = single.run(model)
         result = attempt.records[0]
         result.explained = record.explained
-        checked = verifier.check(_downgrade(attempt.model.clone(), options))
+        saved = _downgrade(attempt.model.clone(), options)
+        checked = verifier.check(saved)
+        opt_in = opt_in_reason(get_pass(record.name))
         if checked.ok:
             model = attempt.model
+        elif opt_in:
+            model = attempt.model
+            result.notes.append(f"{opt_in}; kept (--allow-approximate): {'; '.join(checked.failures())}")
+            try:  # the passes after it are checked against what it left, when onnxruntime runs that
+                verifier = Verifier(saved, verifier.feeds, rtol=verifier.rtol, atol=verifier.atol)
+            except UserError:
+                result.notes.append("onnxruntime cannot run its result: later passes are checked against the input")
         else:
             result.status = DROPPED
             result.reason = "broke " + "; ".join(checked.failures())

@@ -37,6 +37,7 @@ __all__ = [
     "const_tensor",
     "error_line",
     "iter_nodes",
+
     "names_in",
     "model_opset",
     "node_label",
@@ -323,6 +324,8 @@ class Pass:
     after: ClassVar[tuple[str, ...]] = ()
     conflicts: ClassVar[tuple[str, ...]] = ()  # passes that undo what this one does
     runs_last: ClassVar[bool] = False  # an analysis of the model as saved: after every other pass
+    kind: ClassVar[str] = "rewrite"  # "rewrite", "analysis" (changes nothing) or "fix" (see opt_in_reason)
+    approximate: ClassVar[bool] = False  # changes the outputs by design (see opt_in_reason)
 
     def __init__(self, options: Any = None) -> None:
         """``options``: an instance of the pass's ``Options`` (None: every default)."""

@@ -21,6 +21,8 @@ ENTRY_POINT_GROUP = "onnx_opt.passes"
 OWN_DISTRIBUTION = "onnx-opt"
 PASS_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
+KINDS = ("rewrite", "analysis", "fix")
+
 _passes: dict[str, type] = {}
 _warnings: list[str] = []
 _loaded = False
@@ -40,6 +42,8 @@ def register_pass(cls: PassClass) -> PassClass:
     if not isinstance(addresses, tuple) or not all(isinstance(op, str) for op in addresses):
         raise TypeError(f"{cls.__qualname__}: addresses must be a tuple of op type names")
     _check_options(cls)
+    if getattr(cls, "kind", "rewrite") not in KINDS:
+        raise TypeError(f"{cls.__qualname__}: kind must be 'rewrite', 'analysis' or 'fix', not {cls.kind!r}")
     known = _passes.get(name)
     if known is not None and known is not cls:
         _warnings.append(f"pass '{name}' is defined by both {_where(known)} and {_where(cls)}; keeping {_where(known)}")
@@ -60,10 +64,32 @@ def _check_options(cls: type) -> None:
             raise TypeError(f"{cls.__qualname__}: option {option.name} needs a default")
 
 
+def pass_group(cls: type) -> str:
+    """How ``onnx-opt passes`` groups a pass: rewrite, analysis, fix or approximate."""
+    return "approximate" if getattr(cls, "approximate", False) else getattr(cls, "kind", "rewrite")
+
+
+def opt_in_reason(cls: type) -> str | None:
+    """Why a pass never runs unless named in ``--passes`` with ``--allow-approximate`` (never in a
+    target's pipeline, ``auto`` or ``plan``): it changes the outputs by design, or it is a fix that
+    leaves a non-standard model. None for every other pass."""
+    if getattr(cls, "approximate", False):
+        return f"{cls.name} is approximate: it changes the outputs by design"
+    if getattr(cls, "kind", "rewrite") == "fix":
+        return f"{cls.name} is a conversion fix that leaves a non-standard model"
+    return None
+
+
 def all_passes() -> dict[str, type]:
     """Every registered pass by name, after loading the entry-point group once."""
     _load_entry_points()
     return dict(sorted(_passes.items()))
+
+
+def default_passes() -> dict[str, type]:
+    """Every registered pass that may run without being named: all but the opt-in ones (see
+    :func:`opt_in_reason`). ``auto``, ``plan`` and ``hotspots`` choose among these."""
+    return {name: cls for name, cls in all_passes().items() if opt_in_reason(cls) is None}
 
 
 def get_pass(name: str) -> type:

@@ -141,7 +141,7 @@ def _in_checkout(root: Path, words: dict[str, str], style: str) -> Scaffold:
     config = root / "setup.cfg"
     files[config] = _add_entry_point(config.read_text(), words["name"], words["module"])
     steps = [
-        f"{sys.executable} -m pip install --no-build-isolation -e {root}  (registers the new entry point)",
+        f"{root / 'bin' / 'setup'} --test  (re-installs onnx-opt: registers the new entry point)",
         "onnx-opt passes",
         f"{sys.executable} -m pytest {test}",
     ]

@@ -75,10 +75,10 @@ def suggest_passes(
     input_shapes: dict[str, list[int]] | None = None,
 ) -> list[Suggestion]:
     """Suggestions for the ``top`` op types of ``profile`` (a profiles.model.Profile)."""
-    from optimizer.registry import all_passes
+    from optimizer.registry import default_passes
     from profiles.hotspots import hotspots
 
-    passes = all_passes()
+    passes = default_passes()
     touched = _dry_run(model_path, target, input_shapes or {}) if model_path is not None else None
     suggestions = []
     for hot in hotspots(profile, top).op_types:

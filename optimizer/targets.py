@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import click
 
 from optimizer.errors import UserError
-from optimizer.registry import all_passes, get_pass
+from optimizer.registry import all_passes, get_pass, opt_in_reason
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -168,6 +168,9 @@ def read_target(text: str, label: str, *, source: str, name: str | None = None) 
             close = difflib.get_close_matches(entry, list(passes), n=3, cutoff=0.5)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise UserError(f"{label}: $.pipeline[{index}]: {entry!r} is not a registered pass{hint}")
+        reason = opt_in_reason(passes[entry])
+        if reason:
+            raise UserError(f"{label}: $.pipeline[{index}]: {reason}; it never enters a pipeline")
     return Target(
         name=data["name"],
         description=data["description"],

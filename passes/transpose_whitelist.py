@@ -22,6 +22,7 @@ class TransposeWhitelist(Pass):
     addresses = ("Transpose", "TransposeD")
     requires = Requires(capabilities=("transpose-whitelist",))
     after = ("simplify",)
+    kind = "analysis"
     runs_last = True  # the shapes of the Transposes the saved model holds
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:

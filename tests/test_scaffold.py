@@ -3,6 +3,7 @@ fails once the rewrite is broken, the plugin installs and runs, and bad input wr
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import shutil
@@ -74,7 +75,10 @@ def test_in_a_checkout_it_writes_the_pass_its_test_and_docs_and_the_entry_point(
     assert config.replace("    fold-double-transpose = passes.fold_double_transpose\n", "") == (
         ROOT / "setup.cfg"
     ).read_text()
-    assert "transpose-whitelist = passes.transpose_whitelist\n    fold-double-transpose = " in config
+    parsed = configparser.ConfigParser()
+    parsed.read_string(config)
+    points = parsed["options.entry_points"]["onnx_opt.passes"].split("\n")
+    assert points[-1] == "fold-double-transpose = passes.fold_double_transpose"  # in the list, at its end
     lint = run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], checkout)  # the project's settings
     assert lint.returncode == 0, lint.stdout
     passed = pytest_in(checkout, checkout / "tests" / "passes" / "test_fold_double_transpose.py", checkout)

@@ -24,6 +24,11 @@ PIPELINE_PARAMETERS = ("target", "passes", "opset", "pass_settings")
     help="ATC's --precision_mode: force_fp16 (ATC's default), allow_mix_precision, must_keep_origin_dtype, ...",
 )
 @pipeline_options
+@click.option(
+    "--allow-approximate",
+    is_flag=True,
+    help="Let opt-in passes named in --passes run (e.g. the ATC fix topk-int32); see 'optimize --help'.",
+)
 @click.option("--whitelist", is_flag=True, help="Add the model's TransposeD shapes to the OPP white list first.")
 @click.option(
     "--opp",
@@ -46,6 +51,7 @@ def convert_command(
     passes: list[str] | None,
     opset: int | None,
     pass_settings: dict[str, dict[str, str]],
+    allow_approximate: bool,
     whitelist: bool,
     opp: Path | None,
     timeout: float,
@@ -63,7 +69,7 @@ def convert_command(
         model=model, soc=soc, output=output, input_shapes=input_shapes, input_format=input_format,
         out_nodes=out_nodes, extra=list(extra_args), timeout=timeout, cann_version=cann_version,
         precision_mode=precision_mode, target=target, passes=passes, opset=opset, pass_options=pass_settings,
-        whitelist=whitelist, opp=opp,
+        whitelist=whitelist, opp=opp, allow_approximate=allow_approximate,
         optimise=any(source(name) != click.core.ParameterSource.DEFAULT for name in PIPELINE_PARAMETERS),
     )
     verbose = settings().verbose > 0

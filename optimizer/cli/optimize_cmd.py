@@ -39,6 +39,12 @@ from optimizer.cli.passes_cmd import warn_about_plugins
 @verify_shape_option
 @click.option("--no-verify", is_flag=True, help="Skip the onnxruntime check of the outputs.")
 @click.option(
+    "--allow-approximate",
+    is_flag=True,
+    help="Let opt-in passes named in --passes run (approximate ones, fixes that leave a non-standard "
+    "model); verification reports their difference and keeps them.",
+)
+@click.option(
     "--inputs",
     type=click.Path(path_type=Path),
     metavar="FILE.npz",
@@ -88,6 +94,7 @@ def optimize_command(
     fixed_point: bool,
     max_rounds: int,
     plan_path: Path | None,
+    allow_approximate: bool,
 ) -> int:
     """Optimise MODEL with the target's pipeline (or --passes), verify it and write it to -o."""
     from optimizer.optimize import OptimizeOptions, optimize
@@ -104,6 +111,7 @@ def optimize_command(
         input_shapes=input_shapes,
         verify_shapes=verify_shapes,
         verify=not no_verify,
+        allow_approximate=allow_approximate,
         inputs=inputs,
         rtol=rtol,
         atol=atol,
@@ -124,7 +132,7 @@ def optimize_command(
         write_json(report, result.to_dict())
     if not settings().quiet:
         print_summary(result, options.explain)
-    failed = result.verification is not None and not result.verification.ok
+    failed = result.verification is not None and not result.verification.ok and not result.expected_differences
     if strict and result.problems() and not failed:
         for record in result.problems():
             click.echo(literal(f"onnx-opt: --strict: pass {record.name} {record.status}: {record.reason}"), err=True)
@@ -195,6 +203,9 @@ def print_summary(result, explain: str | None = None) -> None:
         print_explained(console, next(record for record in result.records if record.name == explain))
     if result.verification is not None:
         print_verification(console, result.verification)
+        if result.expected_differences:
+            console.print(shown(f"the differences are expected: {', '.join(result.expected_differences)} "
+                                "kept by --allow-approximate; every other pass was checked against its input"))
     for line in result.notes:
         note(literal(f"note: {line}"))
     if result.written:

@@ -27,7 +27,8 @@ def passes_command(as_json: bool) -> int:
     pipeline and where it comes from."""
     from optimizer.registry import all_passes
 
-    rows = [describe(cls) for cls in all_passes().values()]
+    groups = ("rewrite", "analysis", "fix", "approximate")
+    rows = sorted((describe(cls) for cls in all_passes().values()), key=lambda r: (groups.index(r["group"]), r["name"]))
     warn_about_plugins()
     targets = _targets()
     if as_json:
@@ -43,11 +44,11 @@ def passes_command(as_json: bool) -> int:
     from rich.table import Table
 
     table = Table(title="passes", title_justify="left")
-    for column in ("name", "summary", "addresses", "requires", "from"):
+    for column in ("group", "name", "summary", "addresses", "requires", "from"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(shown(text) for text in (row["name"], row["summary"], ", ".join(row["addresses"]),
-                                                 row["requires"], row["module"])))
+        cells = (row["group"], row["name"], row["summary"], ", ".join(row["addresses"]), row["requires"], row["module"])
+        table.add_row(*(shown(text) for text in cells))
     console = stdout_console()
     console.print(table)
     options = [(row["name"], option) for row in rows for option in row["options"]]
@@ -78,6 +79,7 @@ def _targets() -> list:
 def describe(cls: type) -> dict:
     """A pass's declaration as plain data."""
     from optimizer.pass_options import describe_options
+    from optimizer.registry import opt_in_reason, pass_group
 
     req = cls.requires
     parts = []
@@ -95,4 +97,7 @@ def describe(cls: type) -> dict:
         "after": list(cls.after),
         "module": cls.__module__,
         "options": describe_options(cls),
+        "group": pass_group(cls),
+        "exact": not cls.approximate,
+        "opt_in": opt_in_reason(cls),
     }

@@ -183,12 +183,13 @@ def choose_target(profile, target: str | None) -> TargetChoice:
 def dry_run(
     model: ir.Model, target: str, pass_options: dict[str, dict[str, str]] | None = None
 ) -> dict[str, PassRecord]:
-    """The record of every registered pass run alone on a copy of ``model`` for ``target``."""
-    from optimizer.registry import all_passes
+    """The record of every registered pass (but the opt-in ones) run alone on a copy of ``model``."""
+    from optimizer.registry import default_passes
 
     ctx = PassContext(load_target(target), model_opset(model))
     return {
-        name: PassManager([name], ctx, options=pass_options).run(model.clone()).records[0] for name in all_passes()
+        name: PassManager([name], ctx, options=pass_options).run(model.clone()).records[0]
+        for name in default_passes()
     }
 
 

@@ -144,7 +144,7 @@ def write_plan(plan: Plan, path: Path) -> Path:
 def read_plan(path: Path) -> Plan:
     """Read and check a plan file; any fault is a :class:`UserError` naming its JSON path (``$.passes[1]``)."""
     from optimizer.opset import supported_opsets
-    from optimizer.registry import all_passes
+    from optimizer.registry import all_passes, opt_in_reason
     from optimizer.targets import load_target
 
     try:
@@ -197,6 +197,8 @@ def read_plan(path: Path) -> Plan:
             raise fault(f"$.passes[{i}]", f"expected a pass name, got {json.dumps(name)}")
         if name not in known:
             raise fault(f"$.passes[{i}]", f"unknown pass {name!r}; registered: {', '.join(sorted(known))}")
+        if opt_in_reason(known[name]):
+            raise fault(f"$.passes[{i}]", f"{opt_in_reason(known[name])}; a plan never holds it")
     options = get(data, "options", "$", dict)
     input_shapes = get(options, "input_shapes", "$.options", dict, optional=True) or {}
     for name, dims in input_shapes.items():

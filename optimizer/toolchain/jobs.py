@@ -53,6 +53,7 @@ class ConvertJob(ToolJob):
     passes: list[str] | None = None
     opset: int | None = None
     pass_options: dict[str, dict[str, str]] = field(default_factory=dict)  # --set: pass -> option -> value
+    allow_approximate: bool = False  # --allow-approximate: opt-in passes named in --passes may run
     whitelist: bool = False
     opp: Path | None = None  # default: ASCEND_OPP_PATH of set_env.sh
 
@@ -291,5 +292,6 @@ def _optimise(job: ConvertJob, destination: Path, progress: Progress):
     from optimizer.optimize import OptimizeOptions, optimize
 
     options = OptimizeOptions(input=job.model, output=destination, passes=job.passes, target=job.target,
-                              opset=job.opset, input_shapes=job.input_shapes, pass_options=job.pass_options)
+                              opset=job.opset, input_shapes=job.input_shapes, pass_options=job.pass_options,
+                              allow_approximate=job.allow_approximate)
     return optimize(options, progress)

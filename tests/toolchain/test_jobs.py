@@ -59,3 +59,31 @@ def test_one_msprof_folder_name_pattern():
     defined = [path for path in (ROOT / "optimizer").rglob("*.py") if re.search(r"compile\(r?[\"']\^?PROF_",
                                                                                  path.read_text())]
     assert defined == []
+
+
+def test_convert_runs_an_opt_in_fix_only_when_allowed(fake_tools, toolkit, tmp_path):
+    """topk-int32 exists for ATC: convert takes --allow-approximate and converts what it leaves."""
+    import pytest
+    from onnx import TensorProto, helper, save_model
+
+    from optimizer.errors import UserError
+
+    toolkit("7.0.0")
+    fake_tools("atc")
+    k = helper.make_node("Constant", [], ["k"], value=helper.make_tensor("", TensorProto.INT64, [1], [2]))
+    graph = helper.make_graph(
+        [k, helper.make_node("TopK", ["x", "k"], ["values", "indices"], name="topk"),
+         helper.make_node("Gather", ["x", "indices"], ["picked"], axis=1, name="pick")],
+        "net",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 5])],
+        [helper.make_tensor_value_info("values", TensorProto.FLOAT, [3, 2]),
+         helper.make_tensor_value_info("picked", TensorProto.FLOAT, [3, 3, 2])],
+    )
+    model = tmp_path / "topk.onnx"
+    save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), model)
+    job = dict(model=model, soc="Ascend310", optimise=True, target="ascend310", passes=["topk-int32"])
+    with pytest.raises(UserError, match="give --allow-approximate"):
+        jobs.convert(jobs.ConvertJob(**job))
+    done = jobs.convert(jobs.ConvertJob(**job, allow_approximate=True))
+    assert done.error is None and done.atc.ok
+    assert done.optimised.expected_differences == ["topk-int32"]
