@@ -21,7 +21,7 @@ import functools
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,6 +54,7 @@ class Target:
     capabilities: frozenset[str]
     pipeline: tuple[str, ...]
     source: str = BUILT_IN  # where it came from: built-in, or the kind of source and the file
+    why: dict[str, str] = field(default_factory=dict, hash=False, compare=False)  # pass -> why it is there
 
     def supports_op(self, op_type: str) -> bool:
         """Whether the target's converter accepts ``op_type``."""
@@ -171,6 +172,9 @@ def read_target(text: str, label: str, *, source: str, name: str | None = None) 
         reason = opt_in_reason(passes[entry])
         if reason:
             raise UserError(f"{label}: $.pipeline[{index}]: {reason}; it never enters a pipeline")
+    for entry in data.get("why", {}):
+        if entry not in data["pipeline"]:
+            raise UserError(f"{label}: $.why.{entry}: {entry!r} is not in the pipeline")
     return Target(
         name=data["name"],
         description=data["description"],
@@ -182,6 +186,7 @@ def read_target(text: str, label: str, *, source: str, name: str | None = None) 
         capabilities=frozenset(data["capabilities"]),
         pipeline=tuple(data["pipeline"]),
         source=source,
+        why=dict(data.get("why", {})),
     )
 
 

@@ -116,6 +116,13 @@ def test_every_built_in_target_validates():
     for name in built_ins:
         loaded = read_target((folder / f"{name}.json").read_text(), name, source=BUILT_IN, name=name)
         assert loaded == load_target(name) and loaded.source == BUILT_IN
+        assert list(loaded.why) == list(loaded.pipeline)  # a reason for every pass, in pipeline order
+
+
+def test_a_why_for_a_pass_outside_the_pipeline_names_its_json_path(cli, model, tmp_path):
+    path = write(tmp_path / "mine", target(pipeline=["simplify"], why={"softmax-transpose": "fast"}))
+    code, _, err = optimize(cli, model, tmp_path, "--target", path)
+    assert code == 2 and "$.why.softmax-transpose: 'softmax-transpose' is not in the pipeline" in err
 
 
 def test_a_target_file(cli, model, tmp_path):

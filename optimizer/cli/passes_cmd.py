@@ -35,7 +35,7 @@ def passes_command(as_json: bool) -> int:
         data = {
             "passes": rows,
             "targets": {
-                t.name: {"description": t.description, "pipeline": list(t.pipeline), "source": t.source}
+                t.name: {"description": t.description, "pipeline": list(t.pipeline), "why": t.why, "source": t.source}
                 for t in targets
             },
         }
@@ -59,6 +59,9 @@ def passes_command(as_json: bool) -> int:
             console.print(shown(f"  {name}.{option['name']} ({option['type']}, default {default}): {option['help']}"))
     for target in targets:
         console.print(shown(f"target {target.name}: {' -> '.join(target.pipeline)}  ({target.source})"))
+        if settings().verbose:
+            for name, why in target.why.items():
+                console.print(shown(f"  {name}: {why}"))
     return 0
 
 
