@@ -104,7 +104,7 @@ def _input(name: str, spec: InputSpec) -> ir.Value:
 
 def _type_outputs(model: onnx.ModelProto) -> None:
     """Give the graph outputs the types onnx's shape inference finds (ONNX requires them)."""
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     types = {info.name: info.type for info in (*inferred.graph.value_info, *inferred.graph.output)}
     for output in model.graph.output:
         if output.name in types:
