@@ -19,6 +19,8 @@ from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import markdown_table, median_seconds  # noqa: E402
+from patterns import CASES as PATTERNS  # noqa: E402
+from patterns import fan  # noqa: E402
 
 from optimizer.manager import PassManager  # noqa: E402
 from optimizer.passapi import PassContext  # noqa: E402
@@ -69,6 +71,8 @@ CASES = {
     "decompose-depth-to-space": (lambda n: chain(n, shuffle_pair), "onnxruntime"),
     "fuse-depth-to-space": (decomposed, "onnxruntime"),
     "transpose-whitelist": (lambda n: chain(n, transposes), "ascend310"),
+    # the pass library: N copies of each pattern side by side (benchmarks/patterns.py), N / 4 of them
+    **{name: (lambda n, name=name: fan(name, max(n // 4, 1)), "ascend310p") for name in PATTERNS},
 }
 
 
@@ -96,10 +100,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="250,500,1000,2000")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--passes", default=",".join(CASES), help="the passes to time (default: all)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []
-    for name, (build, target) in CASES.items():
+    for name in args.passes.split(","):
+        build, target = CASES[name]
         base = None
         for size in sizes:
             model = build(size)

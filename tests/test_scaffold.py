@@ -113,8 +113,8 @@ def test_the_installed_plugin_is_listed_and_runs_in_a_targets_pipeline(cli, tmp_
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     # the white list is an analysis of the saved model: it runs after the added pass
-    assert report["pipeline"] == ["softmax-transpose", "decompose-depth-to-space", "fold-double-transpose",
-                                  "transpose-whitelist"]
+    assert report["pipeline"][-2:] == ["fold-double-transpose", "transpose-whitelist"]
+    assert "simplify" not in report["pipeline"]
     records = {r["name"]: r for r in report["passes"]}
     assert records["fold-double-transpose"]["status"] == "changed"
     assert records["fold-double-transpose"]["changes"] == 1
