@@ -41,7 +41,7 @@ from optimizer.passapi import (
     register_pass,
     sole_consumer,
 )
-from passes.merge_slices import (
+from optimizer.slice_params import (
     ambiguous,
     drop_unused_constants,
     is_slice,

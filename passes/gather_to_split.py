@@ -37,7 +37,7 @@ from optimizer.passapi import (
     node_label,
     register_pass,
 )
-from passes.merge_slices import drop_unused_constants
+from optimizer.slice_params import drop_unused_constants
 
 INPUTS_OPSET = 13  # Split's sizes and Squeeze's axes are inputs from opset 13
 
