@@ -8,7 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto, helper
+from scopes import shape_in_main_reshape_in_branches
 
 from optimizer.testing import ANY, check_pass
 from optimizer.testing.builder import OpBuilder
@@ -253,41 +253,8 @@ def test_squeeze_and_size_convert(opset):
     assert all(v.uses() for v in result.model.graph.initializers.values())  # no int64 constant is left dead
 
 
-def shape_in_main_reshape_in_branches():
-    """s = [b, h*w] computed in the main graph from Shape(x); each If branch reshapes x by it."""
-
-    def branch(name, op):
-        return helper.make_graph(
-            [helper.make_node("Reshape", ["x", "s"], [f"{name}_r"], name=f"{name}_reshape"),
-             helper.make_node(op, [f"{name}_r"], [f"{name}_y"], name=f"{name}_{op.lower()}")],
-            name, [], [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, [2, 12])],
-        )
-
-    def const(name, values):
-        tensor = helper.make_tensor(name, TensorProto.INT64, [len(values)], values)
-        return helper.make_node("Constant", [], [name], value=tensor)
-
-    nodes = [
-        helper.make_node("Shape", ["x"], ["shape"], name="shape"),
-        const("i0", [0]), const("i1", [1]), const("i2", [2]),
-        helper.make_node("Gather", ["shape", "i0"], ["b"], name="b"),
-        helper.make_node("Gather", ["shape", "i1"], ["h"], name="h"),
-        helper.make_node("Gather", ["shape", "i2"], ["w"], name="w"),
-        helper.make_node("Mul", ["h", "w"], ["hw"], name="hw"),
-        helper.make_node("Concat", ["b", "hw"], ["s"], axis=0, name="s"),
-        helper.make_node("If", ["c"], ["y"], then_branch=branch("then", "Relu"), else_branch=branch("else", "Neg"),
-                         name="if"),
-    ]
-    inputs = [helper.make_tensor_value_info("c", TensorProto.BOOL, []),
-              helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])]
-    graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 12])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    onnx.checker.check_model(model, full_check=True)
-    return model
-
-
 def test_a_region_read_inside_branches_is_cast_back_once_in_its_own_scope():
-    result = check_pass(Int64ToInt32, shape_in_main_reshape_in_branches(), expect_changes=1)
+    result = check_pass(Int64ToInt32, shape_in_main_reshape_in_branches([2, 3, 4]), expect_changes=1)
     casts = [n for n in result.model.graph if n.op_type == "Cast"]
     assert [n.attributes.get_int("to") for n in casts] == [ir.DataType.INT32, ir.DataType.INT64]
     assert sorted(result.record.changed_nodes) == ["b", "h", "hw", "s", "w"]

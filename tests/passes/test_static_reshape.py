@@ -8,7 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto, helper
+from scopes import shape_in_main_reshape_in_branches
 
 from optimizer.testing import ANY, check_pass
 from optimizer.testing.builder import OpBuilder
@@ -195,40 +195,6 @@ def test_a_shape_from_a_graph_input_is_refused():
     result = check_pass(StaticReshape, ir.serde.serialize_model(ir.Model(graph, ir_version=8)), expect_changes=0,
                         expect_skips=1)
     assert result.record.skips[0]["reason"] == "the shape depends on 's', which is not computed from dims"
-
-
-def shape_in_main_reshape_in_branches(x_dims):
-    """s = [b, h*w] computed in the main graph from Shape(x); each If branch reshapes x by it."""
-
-    def branch(name, op):
-        return helper.make_graph(
-            [helper.make_node("Reshape", ["x", "s"], [f"{name}_r"], name=f"{name}_reshape"),
-             helper.make_node(op, [f"{name}_r"], [f"{name}_y"], name=f"{name}_{op.lower()}")],
-            name, [], [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, [x_dims[0], 12])],
-        )
-
-    def const(name, values):
-        tensor = helper.make_tensor(name, TensorProto.INT64, [len(values)], values)
-        return helper.make_node("Constant", [], [name], value=tensor)
-
-    nodes = [
-        helper.make_node("Shape", ["x"], ["shape"], name="shape"),
-        const("i0", [0]), const("i1", [1]), const("i2", [2]),
-        helper.make_node("Gather", ["shape", "i0"], ["b"], name="b"),
-        helper.make_node("Gather", ["shape", "i1"], ["h"], name="h"),
-        helper.make_node("Gather", ["shape", "i2"], ["w"], name="w"),
-        helper.make_node("Mul", ["h", "w"], ["hw"], name="hw"),
-        helper.make_node("Concat", ["b", "hw"], ["s"], axis=0, name="s"),
-        helper.make_node("If", ["c"], ["y"], then_branch=branch("then", "Relu"), else_branch=branch("else", "Neg"),
-                         name="if"),
-    ]
-    inputs = [helper.make_tensor_value_info("c", TensorProto.BOOL, []),
-              helper.make_tensor_value_info("x", TensorProto.FLOAT, x_dims)]
-    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, [x_dims[0], 12])
-    model = helper.make_model(helper.make_graph(nodes, "g", inputs, [output]),
-                              opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    onnx.checker.check_model(model, full_check=True)
-    return model
 
 
 def test_a_shape_computed_in_the_main_graph_serves_reshapes_in_both_branches():
