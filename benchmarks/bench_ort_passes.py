@@ -22,6 +22,7 @@ from patterns import CASES, fan  # noqa: E402
 from optimizer.loop.timing import time_ab  # noqa: E402
 from optimizer.manager import PassManager, count_nodes  # noqa: E402
 from optimizer.passapi import PassContext  # noqa: E402
+from optimizer.registry import get_pass, opt_in_reason  # noqa: E402
 from optimizer.targets import load_target  # noqa: E402
 from optimizer.verifier import Verifier, choose_feeds  # noqa: E402
 
@@ -30,7 +31,7 @@ COPIES = 8
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=20.0, help="seconds of A/B timing per pass")
-    parser.add_argument("--passes", default=",".join(CASES))
+    parser.add_argument("--passes", default=",".join(name for name in CASES if not opt_in_reason(get_pass(name))))
     args = parser.parse_args()
     ctx = PassContext(load_target("onnxruntime"))
     rows = []
