@@ -356,7 +356,8 @@ class NodePass(Pass):
             scopes = scope_labels(model)
             given = {node for node in iter_nodes(model) if not self.addresses or node.op_type in self.addresses}
         for node in iter_nodes(model):
-            seen = node_label(node), node.op_type, scopes.get(id(node.graph), "a subgraph")
+            # taken before the rewrite, which may rename or remove the node
+            seen = (node_label(node), node.op_type, scopes.get(id(node.graph), "a subgraph")) if ctx.explain else ()
             outcome = self.rewrite(node, model, ctx)
             if isinstance(outcome, Change):
                 result.changes.append(outcome)

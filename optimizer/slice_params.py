@@ -4,11 +4,15 @@ slice picks under ONNX's clamping, and the ends the spec and onnxruntime read di
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import onnx_ir as ir
 
 from optimizer.passapi import const_ints, node_label
+
+T = TypeVar("T")
 
 INPUTS_OPSET = 10  # Slice takes starts / ends / axes / steps as inputs from opset 10
 MAX_ENDS = (2**31 - 1, 2**63 - 1)  # "to the end": read differently by the spec and onnxruntime on negative steps
@@ -85,3 +89,20 @@ def selected(start: int, end: int, step: int, dim: int) -> range:
     if step > 0:
         return range(min(max(start, 0), dim), min(max(end, 0), dim), step)
     return range(min(max(start, 0), dim - 1), min(max(end, -1), dim - 1), step)
+
+
+def sliced_vector(node: ir.Node, items: Sequence[T]) -> list[T] | None:
+    """The items a Slice of one 1-D axis with constant parameters picks from ``items`` (the
+    vector's entries, in order), or None when the Slice is not of that form."""
+    if len(node.inputs) > 1:  # opset >= 10: starts, ends, axes, steps are inputs
+        params = [const_ints(v) if v is not None else [] for v in node.inputs[1:5]]
+        if any(p is None for p in params):
+            return None
+        starts, ends, axes, steps = params + [[]] * (4 - len(params))
+    else:
+        starts, ends = node.attributes.get_ints("starts", []), node.attributes.get_ints("ends", [])
+        axes, steps = node.attributes.get_ints("axes", []), []
+    steps = steps or [1]
+    if len(starts) != 1 or len(ends) != 1 or (axes or [0])[0] not in (0, -1) or steps[0] == 0:
+        return None
+    return list(items[slice(starts[0], ends[0], steps[0])])  # ONNX clamps as Python does

@@ -20,6 +20,7 @@ import difflib
 import functools
 import json
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata, resources
@@ -218,14 +219,22 @@ def _sources(warnings: list[str]) -> Iterator[TargetFile]:
             warnings.append(f"{TARGETS_ENV} folder {folder} does not exist")
         yield from _json_files(Path(folder), TARGETS_ENV)
     yield from _json_files(Path(click.get_app_dir("onnx-opt")) / "targets", "user config")
-    points = metadata.entry_points(group=ENTRY_POINT_GROUP)
-    for point in sorted(points, key=lambda p: (p.dist.name if p.dist is not None else "", p.name)):
+    for point in _plugin_points(tuple(sys.path)):
         try:
             folder = resources.files(point.module)
         except Exception as exc:  # a broken plugin does not stop the tool
             warnings.append(f"target plugin '{point.name}' ({point.value}) failed to load: {exc}")
             continue
         yield from _json_files(folder, f"plugin {point.name}")
+
+
+@functools.lru_cache(maxsize=4)
+def _plugin_points(path: tuple[str, ...]) -> tuple[metadata.EntryPoint, ...]:
+    """The ``onnx_opt.targets`` entry points of the distributions on ``path`` (``sys.path``), by
+    distribution and name: scanning every installed distribution is most of a lookup's time, so it
+    is done once per search path."""
+    points = metadata.entry_points(group=ENTRY_POINT_GROUP)
+    return tuple(sorted(points, key=lambda p: (p.dist.name if p.dist is not None else "", p.name)))
 
 
 def _json_files(folder: Traversable, kind: str) -> Iterator[TargetFile]:

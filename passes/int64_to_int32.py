@@ -64,6 +64,7 @@ from optimizer.passapi import (
     node_label,
     register_pass,
 )
+from optimizer.slice_params import sliced_vector
 
 INT64 = (-(2**63), 2**63 - 1)
 INT32 = (-(2**31), 2**31 - 1)
@@ -307,25 +308,10 @@ class Int64ToInt32(Pass):
             if indices is not None and all(-len(parts) <= i < len(parts) for i in indices):
                 return Span(tuple(parts[i] for i in indices), each=True)
         elif op == "Slice" and vector:
-            picked = self._sliced(node, ins, parts)
+            picked = sliced_vector(node, parts)
             if picked is not None:
-                return Span(picked, each=True)
+                return Span(tuple(picked), each=True)
         return hull
-
-    def _sliced(self, node: ir.Node, ins, parts: tuple[Interval, ...]) -> tuple[Interval, ...] | None:
-        """The parts a Slice of one 1-D axis with constant parameters picks, or None."""
-        if len(ins) > 1:  # opset >= 10: starts, ends, axes, steps are inputs
-            params = [const_ints(v) if v is not None else [] for v in ins[1:5]]
-            if any(p is None for p in params):
-                return None
-            starts, ends, axes, steps = params + [[]] * (4 - len(params))
-        else:
-            starts, ends = node.attributes.get_ints("starts", []), node.attributes.get_ints("ends", [])
-            axes, steps = node.attributes.get_ints("axes", []), []
-        steps = steps or [1]
-        if len(starts) != 1 or len(ends) != 1 or (axes or [0])[0] not in (0, -1) or steps[0] == 0:
-            return None
-        return parts[slice(starts[0], ends[0], steps[0])]  # ONNX clamps as Python does
 
     # --- legality ----------------------------------------------------------------------------
 

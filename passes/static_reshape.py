@@ -53,6 +53,7 @@ from optimizer.passapi import (
     node_label,
     register_pass,
 )
+from optimizer.slice_params import sliced_vector
 
 ALLOWZERO_OPSET = 14  # Reshape's allowzero attribute exists from this opset on
 ELEMENTS = 64  # longest shape vector followed
@@ -224,7 +225,7 @@ class StaticReshape(NodePass):
             return f"{where} works on an axis other than 0"
         if op == "Concat":
             return [entry for piece in pieces for entry in piece]
-        picked = _gathered(node, pieces[0]) if op == "Gather" else _sliced(node, pieces[0])
+        picked = _gathered(node, pieces[0]) if op == "Gather" else sliced_vector(node, pieces[0])
         return picked if picked is not None else f"{where} has indices that are not constant or out of range"
 
 
@@ -255,22 +256,6 @@ def _gathered(node: ir.Node, entries: list[Entry]) -> list[Entry] | None:
     if indices is None or not all(-len(entries) <= i < len(entries) for i in indices):
         return None
     return [entries[i] for i in indices]
-
-
-def _sliced(node: ir.Node, entries: list[Entry]) -> list[Entry] | None:
-    if len(node.inputs) > 1:  # opset >= 10: starts, ends, axes, steps are inputs
-        params = [const_ints(v) if v is not None else [] for v in node.inputs[1:5]]
-        if any(p is None for p in params):
-            return None
-        params += [[]] * (4 - len(params))
-        starts, ends, axes, steps = params
-    else:
-        starts, ends = node.attributes.get_ints("starts", []), node.attributes.get_ints("ends", [])
-        axes, steps = node.attributes.get_ints("axes", []), []
-    steps = steps or [1]
-    if len(starts) != 1 or len(ends) != 1 or (axes or [0])[0] not in (0, -1) or steps[0] == 0:
-        return None
-    return entries[slice(starts[0], ends[0], steps[0])]  # ONNX clamps as Python does
 
 
 def _remove_dead(value: ir.Value) -> None:

@@ -64,3 +64,27 @@ def op_types(model) -> list[str]:
         return [n.op_type for n in model.graph.node]
     graph = getattr(model, "graph", model)
     return [n.op_type for n in graph]
+
+
+def assert_fires_often(pass_class, strategy, *, examples: int, share: float, record_property) -> None:
+    """Property test: on ``examples`` graphs drawn from ``strategy`` (hypothesis, fixed seed) the
+    pass keeps the outputs and is idempotent (``check_pass``), and fires in at least ``share`` of
+    them; the share seen is recorded (a property test whose cases rarely hold the pattern is void)."""
+    from hypothesis import given, settings
+
+    from optimizer.testing import ANY, check_pass
+
+    fired = []
+
+    @settings(max_examples=examples, deadline=None, derandomize=True)
+    @given(strategy)
+    def run(model):
+        result = check_pass(pass_class, model, expect_changes=ANY, expect_skips=ANY, scopes=())
+        fired.append(result.record.changes > 0)
+
+    run()
+    seen = sum(fired) / len(fired)
+    line = f"{pass_class.name} fired in {sum(fired)}/{len(fired)} examples ({seen:.0%})"
+    record_property("fired", line)
+    print(line)
+    assert seen >= share, line

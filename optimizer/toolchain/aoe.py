@@ -17,7 +17,7 @@ from pathlib import Path
 
 from optimizer.errors import UserError
 from optimizer.toolchain.environment import Toolchain
-from optimizer.toolchain.process import remove_changed, run_tool
+from optimizer.toolchain.process import run_writing_tool
 
 AOE_CORES = frozenset({"AI_CORE", "AI_VECTOR_CORE", "MIX_AIC", "MIX_AIV"})
 _FINISHED = re.compile(r"Aoe process finished|process finished\. Performance improved by\s*(?P<pct>[-+\d.]+)%")
@@ -165,26 +165,11 @@ def run_aoe(
     When AOE is stopped (timeout, Ctrl-C, SIGTERM) the models and result files it had begun are removed.
     """
     argv = aoe_args(toolchain.tool("aoe"), options)
-    folder = options.output.parent
-    if not folder.is_dir():
-        raise UserError(f"-o {options.output}: folder {folder} does not exist")
     extra_env = {"TUNE_BANK_PATH": str(tune_bank)} if tune_bank is not None else {}
-    before = _left_behind(options)
-    try:
-        done = run_tool(
-            argv,
-            env=toolchain.env,
-            timeout=timeout,
-            log=options.log,
-            cwd=folder,
-            extra_env=extra_env,
-            progress=progress,
-            verbose=verbose,
-        )
-    except BaseException:  # stopped (timeout, Ctrl-C, SIGTERM): what it had begun to write is no result
-        remove_changed(before, _left_behind(options))
-        raise
-    new = [path for path, stamp in _left_behind(options).items() if before.get(path) != stamp]
+    done, new = run_writing_tool(
+        argv, options.output, lambda: _left_behind(options), env=toolchain.env, timeout=timeout, log=options.log,
+        extra_env=extra_env, progress=progress, verbose=verbose,
+    )
     finished = _FINISHED.search(done.output)
     om = options.om if options.om in new else next((p for p in reversed(new) if p.suffix == ".om"), None)
     reports = [read_report(path) for path in new if path.suffix == ".json"]

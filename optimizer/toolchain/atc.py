@@ -24,7 +24,7 @@ from pathlib import Path
 
 from optimizer.errors import UserError
 from optimizer.toolchain.environment import Toolchain
-from optimizer.toolchain.process import remove_changed, run_tool
+from optimizer.toolchain.process import run_writing_tool
 from optimizer.toolchain.versions import AUTO_TUNE_REMOVED
 
 SUCCESS_LINE = "ATC run success"
@@ -220,27 +220,13 @@ def run_atc(
     When ATC is stopped (timeout, Ctrl-C, SIGTERM) the .om it had begun to write is removed.
     """
     argv = atc_args(toolchain.tool("atc"), options)
-    folder = options.output.parent
-    if not folder.is_dir():
-        raise UserError(f"-o {options.output}: folder {folder} does not exist")
-    before = _om_stamps(options)
-    try:
-        done = run_tool(
-            argv,
-            env=toolchain.env,
-            timeout=timeout,
-            log=options.log,
-            cwd=folder,
-            extra_env=extra_env,
-            progress=progress,
-            verbose=verbose,
-        )
-    except BaseException:  # stopped (timeout, Ctrl-C, SIGTERM): an .om it had begun is not a model
-        remove_changed(before, _om_stamps(options))
-        raise
+    done, written = run_writing_tool(
+        argv, options.output, lambda: _om_stamps(options), env=toolchain.env, timeout=timeout, log=options.log,
+        extra_env=extra_env, progress=progress, verbose=verbose,
+    )
     messages = parse_output(done.output)
     errors = [m for m in messages if not m.is_warning]
-    om = next((path for path, stamp in _om_stamps(options).items() if before.get(path) != stamp), None)
+    om = written[0] if written else None
     problem = None
     if done.returncode != 0 or SUCCESS_LINE not in done.output:
         problem = f"atc failed with exit status {done.returncode}"

@@ -130,12 +130,28 @@ def stopped_tools(exc: BaseException | None) -> list[str]:
     return found
 
 
-def remove_changed(before: dict[Path, int], now: dict[Path, int]) -> None:
-    """Remove the files of ``now`` that are new or changed since ``before`` (path -> mtime): what a
-    tool that was stopped had begun to write is not a result."""
-    for path, stamp in now.items():
-        if before.get(path) != stamp:
+def run_writing_tool(
+    argv: list[str], output: Path, stamps: Callable[[], dict[Path, int]], **options
+) -> tuple[Completed, list[Path]]:
+    """:func:`run_tool` in the folder of ``output`` (which must exist), with ``options``; returns
+    the run and the files ``stamps`` (path -> mtime of what the tool may write) finds new or
+    changed since it started. When the tool is stopped (timeout, Ctrl-C, SIGTERM) those files are
+    removed: what it had begun to write is not a result."""
+    folder = output.parent
+    if not folder.is_dir():
+        raise UserError(f"-o {output}: folder {folder} does not exist")
+    before = stamps()
+
+    def written() -> list[Path]:
+        return [path for path, stamp in stamps().items() if before.get(path) != stamp]
+
+    try:
+        done = run_tool(argv, cwd=folder, **options)
+    except BaseException:
+        for path in written():
             path.unlink(missing_ok=True)
+        raise
+    return done, written()
 
 
 def stop_group(proc: subprocess.Popen, grace: float = GRACE_SECONDS) -> None:

@@ -3,12 +3,11 @@ import warnings
 import numpy as np
 import onnx
 import pytest
-from helpers import make_model, op_types
-from hypothesis import given, settings
+from helpers import assert_fires_often, make_model, op_types
 from hypothesis import strategies as st
 from onnx import helper
 
-from optimizer.testing import ANY, check_pass, pattern_model
+from optimizer.testing import check_pass, pattern_model
 from passes.drop_empty_slices import DropEmptySlices
 
 BIG = 2**63 - 1
@@ -183,17 +182,4 @@ def concats(draw):
 
 
 def test_property_concats_of_slices_keep_their_outputs(record_property):
-    fired = []
-
-    @settings(max_examples=30, deadline=None, derandomize=True)
-    @given(concats())
-    def run(model):
-        result = check_pass(DropEmptySlices, model, expect_changes=ANY, expect_skips=ANY, scopes=())
-        fired.append(result.record.changes > 0)
-
-    run()
-    share = sum(fired) / len(fired)
-    line = f"drop-empty-slices fired in {sum(fired)}/{len(fired)} examples ({share:.0%})"
-    record_property("fired", line)
-    print(line)
-    assert share >= 0.7
+    assert_fires_often(DropEmptySlices, concats(), examples=30, share=0.7, record_property=record_property)

@@ -3,13 +3,12 @@ import warnings
 import numpy as np
 import onnx
 import pytest
-from helpers import make_model, op_types
-from hypothesis import given, settings
+from helpers import assert_fires_often, make_model, op_types
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from optimizer.passapi import const_ints
-from optimizer.testing import ANY, check_pass, pattern_model
+from optimizer.testing import check_pass, pattern_model
 from passes.gather_to_split import GatherToSplit
 
 
@@ -178,17 +177,4 @@ def partitions(draw):
 
 
 def test_property_partitions_keep_their_outputs_and_split_in_one_run(record_property):
-    fired = []
-
-    @settings(max_examples=30, deadline=None, derandomize=True)
-    @given(partitions())
-    def run(model):
-        result = check_pass(GatherToSplit, model, expect_changes=ANY, expect_skips=ANY, scopes=())
-        fired.append(result.record.changes > 0)
-
-    run()
-    share = sum(fired) / len(fired)
-    line = f"gather-to-split fired in {sum(fired)}/{len(fired)} examples ({share:.0%})"
-    record_property("fired", line)
-    print(line)
-    assert share >= 0.7
+    assert_fires_often(GatherToSplit, partitions(), examples=30, share=0.7, record_property=record_property)

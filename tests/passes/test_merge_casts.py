@@ -2,8 +2,7 @@ import warnings
 
 import onnx
 import pytest
-from helpers import make_model, op_types
-from hypothesis import given, settings
+from helpers import assert_fires_often, make_model, op_types
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
@@ -190,17 +189,4 @@ def cast_graphs(draw):
 
 
 def test_property_cast_chains_keep_their_outputs_and_merge_in_one_run(record_property):
-    fired = []
-
-    @settings(max_examples=30, deadline=None, derandomize=True)
-    @given(cast_graphs())
-    def run(model):
-        result = check_pass(MergeCasts, model, expect_changes=ANY, expect_skips=ANY, scopes=())
-        fired.append(result.record.changes > 0)
-
-    run()
-    share = sum(fired) / len(fired)
-    line = f"merge-casts fired in {sum(fired)}/{len(fired)} examples ({share:.0%})"
-    record_property("fired", line)
-    print(line)
-    assert share >= 0.8
+    assert_fires_often(MergeCasts, cast_graphs(), examples=30, share=0.8, record_property=record_property)

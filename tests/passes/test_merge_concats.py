@@ -2,12 +2,11 @@ import warnings
 
 import onnx
 import pytest
-from helpers import make_model, op_types
-from hypothesis import given, settings
+from helpers import assert_fires_often, make_model, op_types
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
-from optimizer.testing import ANY, check_pass, pattern_model
+from optimizer.testing import check_pass, pattern_model
 from passes.merge_concats import MergeConcats
 
 
@@ -193,17 +192,4 @@ def nests(draw):
 
 
 def test_property_nests_keep_their_outputs_and_collapse_in_one_run(record_property):
-    fired = []
-
-    @settings(max_examples=25, deadline=None, derandomize=True)
-    @given(nests())
-    def run(model):
-        result = check_pass(MergeConcats, model, expect_changes=ANY, expect_skips=ANY, scopes=())
-        fired.append(result.record.changes > 0)
-
-    run()
-    share = sum(fired) / len(fired)
-    line = f"merge-concats fired in {sum(fired)}/{len(fired)} examples ({share:.0%})"
-    record_property("fired", line)
-    print(line)
-    assert share >= 0.8
+    assert_fires_often(MergeConcats, nests(), examples=25, share=0.8, record_property=record_property)

@@ -3,13 +3,13 @@ import warnings
 import numpy as np
 import onnx
 import pytest
-from helpers import make_model, op_types
-from hypothesis import given, reject, settings
+from helpers import assert_fires_often, make_model, op_types
+from hypothesis import reject
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from optimizer.passapi import const_ints
-from optimizer.testing import ANY, check_pass, pattern_model
+from optimizer.testing import check_pass, pattern_model
 from passes.merge_slices import MergeSlices
 
 BIG = 2**63 - 1
@@ -225,17 +225,4 @@ def slice_chains(draw):
 
 
 def test_property_slice_chains_keep_their_outputs_and_merge_in_one_run(record_property):
-    fired = []
-
-    @settings(max_examples=40, deadline=None, derandomize=True)
-    @given(slice_chains())
-    def run(model):
-        result = check_pass(MergeSlices, model, expect_changes=ANY, expect_skips=ANY, scopes=())
-        fired.append(result.record.changes > 0)
-
-    run()
-    share = sum(fired) / len(fired)
-    line = f"merge-slices fired in {sum(fired)}/{len(fired)} examples ({share:.0%})"
-    record_property("fired", line)
-    print(line)
-    assert share >= 0.7
+    assert_fires_often(MergeSlices, slice_chains(), examples=40, share=0.7, record_property=record_property)
