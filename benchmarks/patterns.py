@@ -24,7 +24,9 @@ def fan(name: str, count: int) -> ir.Model:
             outputs = joined + outputs[len(outputs) // 2 * 2:]
         return outputs[0]
 
-    return ir.serde.deserialize_model(pattern_model(copies, {"x": shape}, opset=13))
+    opset = OPSETS.get(name, 13)
+    ir_version = 10 if opset > 21 else 8  # IR 10 carries opset 23; onnxsim refuses IR above 10
+    return ir.serde.deserialize_model(pattern_model(copies, {"x": shape}, opset=opset, ir_version=ir_version))
 
 
 def ints(*values):
@@ -39,10 +41,18 @@ def qkv(op, x):
     return op.Add(op.Add(q, k), v)
 
 
+def attention(op, x):
+    """softmax(x @ (-x)^T / 4) @ x over 4 heads of 64 tokens."""
+    scores = op.Div(op.MatMul(x, op.Transpose(op.Neg(x), perm=[0, 1, 3, 2])), np.array(4.0, np.float32))
+    return op.MatMul(op.Softmax(scores), x)
+
+
 def gathers(op, y):
     """Two Gathers covering the 16 channels of ``y``, added."""
     return op.Add(op.Gather(y, ints(*range(8)), axis=1), op.Gather(y, ints(*range(8, 16)), axis=1))
 
+
+OPSETS = {"fuse-attention": 23}  # the other patterns are built at opset 13
 
 CASES = {
     "merge-concats": (lambda op, x, i: op.Concat(op.Concat(x, x, axis=1), op.Relu(x), axis=1), [1, 16, 32, 32]),
@@ -64,6 +74,7 @@ CASES = {
     "reflect-pad-to-slices": (lambda op, x, i: op.Pad(x, ints(0, 0, 2, 2, 0, 0, 2, 2), mode="reflect"),
                               [1, 16, 32, 32]),
     "split-qkv-matmul": (lambda op, x, i: qkv(op, x), [1, 128, 64]),
+    "fuse-attention": (lambda op, x, i: attention(op, x), [1, 4, 64, 16]),
     "split-large-kernel-conv": (lambda op, x, i: op.Conv(x, np.full((4, 4, 1, 300), 0.01, np.float32)),
                                 [1, 4, 1, 1024]),
     "transpose-large-input-conv": (lambda op, x, i: op.Relu(op.Conv(x, np.full((4, 4, 3, 3), 0.05, np.float32),

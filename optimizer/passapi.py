@@ -99,6 +99,7 @@ class PassContext:
     final_opset: int | None = None
     explain: bool = False  # set by the manager for the pass --explain names: fill PassResult.verdicts
     _shapes: dict[ir.Value, tuple[Any, ...]] | None = field(default=None, repr=False)
+    _types: dict[ir.Value, int] = field(default_factory=dict, repr=False)
     _names: set[str] | None = field(default=None, repr=False)
     _scopes: dict[int, str] | None = field(default=None, repr=False)
     _inference_error: str | None = field(default=None, repr=False)
@@ -109,19 +110,35 @@ class PassContext:
         Shape inference runs at most once per pass run; a value inside a function gets the
         dims that every call of the function agrees on.
         """
+        dims = self.symbolic_dims_of(value, model)
+        return None if dims is None else [d if isinstance(d, int) else None for d in dims]
+
+    def symbolic_dims_of(self, value: ir.Value | None, model: ir.Model) -> list[int | str | None] | None:
+        """Like :meth:`dims_of`, but a dynamic dim keeps its symbolic name when it has one: two dims
+        of one name are equal in every run of the model, though neither is known."""
         if value is None:
             return None
         shape = value.shape
         if shape is not None and shape.is_static():
             return [int(d) for d in shape]
         if self._shapes is None:
-            self._shapes = infer_value_shapes(model)
+            self._shapes = infer_value_shapes(model, self._types)
         dims = self._shapes.get(value)
         if dims is None:
             if shape is None:
                 return None
-            dims = tuple(shape)
-        return [d if isinstance(d, int) else None for d in dims]
+            dims = tuple(d if isinstance(d, int) else d.value for d in shape)
+        return [d if isinstance(d, (int, str)) else None for d in dims]
+
+    def dtype_of(self, value: ir.Value | None, model: ir.Model) -> ir.DataType | None:
+        """The element type of ``value``: its own, else the one inference found (inside a function:
+        the one every call passes in), else None."""
+        if value is None or value.dtype is not None:
+            return None if value is None else value.dtype
+        if self._shapes is None:
+            self._shapes = infer_value_shapes(model, self._types)
+        dtype = self._types.get(value)
+        return None if dtype is None else ir.DataType(dtype)
 
     def shape_of(self, value: ir.Value | None, model: ir.Model) -> list[int] | None:
         """The fully static shape of ``value``, or None when unknown or partly dynamic."""
@@ -140,6 +157,7 @@ class PassContext:
     def forget(self) -> None:
         """Drop what was learnt about the last model; the manager calls this before every pass."""
         self._shapes = self._names = self._scopes = self._inference_error = None
+        self._types = {}
 
     def fresh_name(self, model: ir.Model, base: str) -> str:
         """A value name not used anywhere in ``model`` (any scope), derived from ``base``."""

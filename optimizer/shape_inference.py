@@ -25,8 +25,9 @@ _DATA_ELEMENTS = 1024
 Dims = tuple[Any, ...]  # int, or str / None for a dynamic dim
 
 
-def infer_value_shapes(model: ir.Model) -> dict[ir.Value, Dims]:
-    """Map every value whose shape could be inferred to its dims, in every scope.
+def infer_value_shapes(model: ir.Model, types: dict[ir.Value, int] | None = None) -> dict[ir.Value, Dims]:
+    """Map every value whose shape could be inferred to its dims, in every scope; ``types``, when
+    given, receives the element types inferred (inside a function: those all call sites agree on).
 
     The model is not changed. Inference failures are tolerated: what could be inferred is
     returned, the rest stays unknown (:func:`inference_error` says why, when it matters).
@@ -36,7 +37,7 @@ def infer_value_shapes(model: ir.Model) -> dict[ir.Value, Dims]:
     with contextlib.suppress(Exception):  # best effort: unknown shapes stay unknown
         proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
     shapes: dict[ir.Value, Dims] = {}
-    types: dict[ir.Value, int] = {}
+    types = {} if types is None else types
     _collect(model.graph, proto.graph, shapes, types)
     _infer_functions(model, shapes, types)
     return shapes
@@ -110,7 +111,7 @@ def _infer_functions(model: ir.Model, shapes: dict[ir.Value, Dims], types: dict[
             function = pending.pop(key)
             sites = [node for node in _all_nodes(model) if node.op_identifier() == key]
             results = [_infer_call(model, function, site, shapes, types) for site in sites]
-            _keep_agreed(function.graph, results, shapes)
+            _keep_agreed(results, shapes, types)
             done.add(key)
 
 
@@ -132,8 +133,9 @@ def _all_nodes(model: ir.Model) -> Iterator[ir.Node]:
 
 def _infer_call(
     model: ir.Model, function: ir.Function, site: ir.Node, shapes: dict[ir.Value, Dims], types: dict[ir.Value, int]
-) -> dict[ir.Value, Dims] | None:
-    """Dims of the function's values for one call site, or None when the call cannot be inferred."""
+) -> tuple[dict[ir.Value, Dims], dict[ir.Value, int]] | None:
+    """Dims and element types of the function's values for one call site, or None when the call
+    cannot be inferred."""
     if len(site.inputs) > len(function.inputs) or _uses_attribute_references(function):
         return None
     body = ir.serde.serialize_function(function)
@@ -157,8 +159,9 @@ def _infer_call(
     except Exception:
         return None
     found: dict[ir.Value, Dims] = {}
-    _collect(function.graph, proto.graph, found, types)
-    return found
+    found_types: dict[ir.Value, int] = {}
+    _collect(function.graph, proto.graph, found, found_types)
+    return found, found_types
 
 
 def _uses_attribute_references(function: ir.Function) -> bool:
@@ -175,14 +178,19 @@ def _dims_of(value: ir.Value | None, shapes: dict[ir.Value, Dims]) -> Dims | Non
     return None if value.shape is None else tuple(value.shape)
 
 
-def _keep_agreed(graph: ir.Graph, results: list[dict[ir.Value, Dims] | None], shapes: dict[ir.Value, Dims]) -> None:
-    """Store, for each value, the dims every call site agrees on (dynamic where they differ)."""
+def _keep_agreed(
+    results: list[tuple[dict[ir.Value, Dims], dict[ir.Value, int]] | None],
+    shapes: dict[ir.Value, Dims],
+    types: dict[ir.Value, int],
+) -> None:
+    """Store, for each value, the dims every call site agrees on (dynamic where they differ), and
+    the element type when every site agrees on it."""
     if not results or any(result is None for result in results):
         return
-    first, *others = results
+    (first, first_types), *others = results
     for value, dims in first.items():
         merged = list(dims)
-        for other in others:
+        for other, _ in others:
             theirs = other.get(value)
             if theirs is None or len(theirs) != len(merged):
                 merged = None
@@ -190,6 +198,9 @@ def _keep_agreed(graph: ir.Graph, results: list[dict[ir.Value, Dims] | None], sh
             merged = [d if d == t else None for d, t in zip(merged, theirs, strict=True)]
         if merged is not None:
             shapes[value] = tuple(merged)
+    for value, dtype in first_types.items():
+        if all(other_types.get(value) == dtype for _, other_types in others):
+            types[value] = dtype
 
 
 def _weights_as_inputs(graph: onnx.GraphProto) -> None:

@@ -165,7 +165,7 @@ def _groups_keep_the_outputs(data, convs, opset):
                 y = getattr(op, between)(y)
             else:
                 rank = int(between[-1])
-                shape = [channels[i + 1], 1, 1][3 - rank:] if rank else []
+                shape = [1, channels[i + 1], 1][3 - rank:] if rank else []  # per channel or scalar
                 y = getattr(op, between[:-1])(y, weights(*shape) if shape else 1.5)
         return y
 
