@@ -79,6 +79,24 @@ class TargetFile:
         return BUILT_IN if self.kind == BUILT_IN else f"{self.kind}: {self.file}"
 
 
+def parse_passes(text: str | None) -> list[str] | None:
+    """``--passes`` text as a list: None (the target's pipeline), [] for ``none``, names, or
+    ``+name`` / ``-name`` edits; a :class:`UserError` says what is wrong with it."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if names == ["none"]:
+        return []
+    if not names or "none" in names:
+        raise UserError("give pass names separated by commas, or 'none'")
+    edits = [name for name in names if name[:1] in ("+", "-")]
+    if edits and len(edits) != len(names):
+        raise UserError("give pass names (the pipeline) or +name/-name edits of the target's, not both")
+    if any(len(name) == 1 for name in edits):
+        raise UserError("+ and - need a pass name: +name adds it, -name removes it")
+    return names
+
+
 def edit_pipeline(target: Target, passes: list[str] | None) -> tuple[list[str], list[str]]:
     """The pipeline to run and notes about it: the target's (``passes`` None), ``passes`` itself,
     or the target's edited by ``passes`` when they are ``+name`` (append) / ``-name`` (remove) items.

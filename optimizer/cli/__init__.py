@@ -9,6 +9,7 @@ import click
 
 from optimizer import __version__
 from optimizer.cli.auto_cmd import auto_command
+from optimizer.cli.batch_cmd import batch_command
 from optimizer.cli.bench_cmd import bench_command
 from optimizer.cli.compare_cmd import compare_command
 from optimizer.cli.console import verbosity_options
@@ -45,6 +46,7 @@ cli.add_command(plan_command)
 cli.add_command(bench_command)
 cli.add_command(auto_command)
 cli.add_command(new_pass_command)
+cli.add_command(batch_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,19 +21,13 @@ def _parse_shapes(ctx: click.Context, param: click.Parameter, value: str | None)
 
 
 def _parse_passes(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    names = [name.strip() for name in value.split(",") if name.strip()]
-    if names == ["none"]:
-        return []
-    if not names or "none" in names:
-        raise click.BadParameter("give pass names separated by commas, or 'none'")
-    edits = [name for name in names if name[:1] in ("+", "-")]
-    if edits and len(edits) != len(names):
-        raise click.BadParameter("give pass names (the pipeline) or +name/-name edits of the target's, not both")
-    if any(len(name) == 1 for name in edits):
-        raise click.BadParameter("+ and - need a pass name: +name adds it, -name removes it")
-    return names
+    from optimizer.errors import UserError
+    from optimizer.targets import parse_passes
+
+    try:
+        return parse_passes(value)
+    except UserError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _parse_settings(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, dict[str, str]]:
