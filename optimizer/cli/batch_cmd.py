@@ -23,13 +23,15 @@ from optimizer.targets import DEFAULT_TARGET
 @click.option("--opset", type=int, metavar="N", help="As optimize --opset, for the models that do not set their own.")
 @set_option
 @click.option("--no-verify", is_flag=True, help="Skip the onnxruntime check of the outputs.")
+@click.option("--soc", metavar="SOC", help="Convert each optimised model with ATC for this chip (NAME.om beside it), "
+              "for the models that do not set their own.")
 @click.option("--workers", type=click.IntRange(1), default=os.cpu_count() or 1, show_default="the CPU count",
               help="Models optimised at once (processes, or Ray CPUs for a local Ray).")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
               help="Run the models as Ray tasks: a local Ray without ADDRESS, else that cluster "
               "(pip install 'onnx-opt[ray]').")
 def batch_command(source: Path, outdir: Path, target: str, passes: str | None, opset: int | None,
-                  pass_settings: dict[str, dict[str, str]], no_verify: bool, workers: int,
+                  pass_settings: dict[str, dict[str, str]], no_verify: bool, soc: str | None, workers: int,
                   ray_address: str | None) -> int:
     """Optimise and verify every model of DIR (its *.onnx files) or of MANIFEST (YAML or JSON).
 
@@ -44,7 +46,7 @@ def batch_command(source: Path, outdir: Path, target: str, passes: str | None, o
     if outdir.exists() and not outdir.is_dir():
         raise UserError(f"-o {outdir} is not a folder")
     defaults = {"target": target, "passes": passes, "opset": opset, "options": pass_settings,
-                "verify": not no_verify}
+                "verify": not no_verify, "soc": soc}
     items = read_items(source, outdir, defaults)
     outdir.mkdir(parents=True, exist_ok=True)
     status = BatchStatus.load(outdir)

@@ -58,7 +58,31 @@ def run_item(item: BatchItem) -> Outcome:
     if not report.written:
         reason = "verification failed: " + "; ".join(report.notes[-1:]) if verification else "nothing written"
         return {"status": FAILED, "reason": reason, **summary}
+    if item.soc is not None:
+        problem = _convert(item)
+        summary["seconds"] = round(time.perf_counter() - started, 3)
+        if problem:
+            return {"status": FAILED, "reason": problem, **summary}
+        summary["om"] = str(Path(item.output).with_suffix(".om"))
     return {"status": DONE, "reason": "", **summary}
+
+
+def _convert(item: BatchItem) -> str | None:
+    """Convert the optimised model with ATC (``item.soc``) beside it; why it failed, or None."""
+    from optimizer.toolchain.atc import format_failure
+    from optimizer.toolchain.jobs import ConvertJob, convert
+
+    output = Path(item.output)
+    try:
+        converted = convert(ConvertJob(model=output, soc=item.soc, output=output.with_suffix(".om"),
+                                       input_shapes=item.input_shapes))
+    except UserError as exc:
+        return f"conversion: {error_line(exc)}"
+    if converted.error:
+        return f"conversion: {converted.error}"
+    if not converted.atc.ok:
+        return f"conversion: {format_failure(converted.atc, model=str(output), soc=item.soc).splitlines()[0]}"
+    return None
 
 
 def _failed(reason: str, started: float) -> Outcome:
@@ -66,8 +90,9 @@ def _failed(reason: str, started: float) -> Outcome:
 
 
 def task_resources(item: BatchItem) -> dict[str, float]:
-    """The custom Ray resources a task needs: ``{"NPU": 1}`` for device work, none for optimising."""
-    return {}
+    """The custom Ray resources a task needs: ``{"NPU": 1}`` when it converts with ATC (which needs a
+    CANN host), none for optimising alone."""
+    return {"NPU": 1} if item.soc is not None else {}
 
 
 def run_batch(

@@ -11,6 +11,7 @@ every model takes unless it sets its own). Each model is a path, or a mapping::
     input_shapes: {x: [1, 3, 224, 224]}   # or "x:1,3,224,224"
     options: {split-avgpool.max_kernel: 127}   # as --set
     verify: true
+    soc: Ascend310P3                # then the optimised model is converted with ATC to vit.om
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from optimizer.errors import UserError
 
-KEYS = {"path", "output", "target", "passes", "opset", "input_shapes", "options", "verify"}
+KEYS = {"path", "output", "target", "passes", "opset", "input_shapes", "options", "verify", "soc"}
 MANIFEST_SUFFIXES = (".json", ".yaml", ".yml")
 
 
@@ -40,6 +41,7 @@ class BatchItem:
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
     options: dict[str, dict[str, str]] = field(default_factory=dict)
     verify: bool = True
+    soc: str | None = None  # convert the optimised model with ATC for this chip
 
     def fingerprint(self) -> str:
         """A digest of the settings and of the input file's size and modification time: a done model
@@ -137,6 +139,7 @@ def _item(entry: Any, index: int, base: Path, outdir: Path, defaults: dict[str, 
         input_shapes=_shapes(settings.get("input_shapes") or {}, where),
         options=_options(settings.get("options") or {}, where),
         verify=bool(settings.get("verify", True)),
+        soc=None if settings.get("soc") is None else str(settings["soc"]),
     )
 
 
