@@ -2,6 +2,9 @@
 
 - ``SKUnit``: PytorchInsight's SKConv (SK-ResNet50 guide): softmax over dim 1 of [B, M, C, 1, 1],
   which the TorchScript exporter wraps in Transpose -> Softmax -> Transpose before opset 13.
+- ``SKResNeXt``: SK-ResNeXt-50 in the shape of the SK-ResNet50 guide's network: 16 bottlenecks
+  (3, 4, 6, 3) whose 3x3 stage is an SK unit, ~25 M weights (~100 MB), 16 softmax sandwiches at
+  opset 11: the model class of the scale benchmarks.
 - ``SRNet``: a PixelShuffle super-resolution head (RDN guide): 3 -> 64*r*r channels, PixelShuffle(r);
   Reshape -> 6-D Transpose -> Reshape at opset 9, DepthToSpace(CRD) from opset 11.
 - ``ManualShuffle``: PixelShuffle by hand with ``size()``: a shape subgraph for ``simplify`` to fold.
@@ -45,6 +48,44 @@ class SKUnit(nn.Module):
         attention = torch.stack([fc(z) for fc in self.fcs], dim=1)  # [B, M, C, 1, 1]
         attention = self.softmax(attention)
         return (feats * attention).sum(dim=1)
+
+
+class SKBottleneck(nn.Module):
+    """1x1 reduce, an SK unit (grouped branches), 1x1 expand, plus the shortcut."""
+
+    def __init__(self, inputs: int, width: int, outputs: int, stride: int) -> None:
+        super().__init__()
+        self.reduce = nn.Sequential(nn.Conv2d(inputs, width, 1, stride=stride, bias=False), nn.BatchNorm2d(width),
+                                    nn.ReLU())
+        self.sk = SKUnit(width, reduction=16, min_dim=32)
+        for branch in self.sk.convs:  # ResNeXt's grouped 3x3 (32 groups)
+            branch[0] = nn.Conv2d(width, width, 3, padding=branch[0].padding, dilation=branch[0].dilation,
+                                  groups=32, bias=False)
+        self.expand = nn.Sequential(nn.Conv2d(width, outputs, 1, bias=False), nn.BatchNorm2d(outputs))
+        projection = nn.Sequential(nn.Conv2d(inputs, outputs, 1, stride=stride, bias=False), nn.BatchNorm2d(outputs))
+        self.shortcut = nn.Identity() if stride == 1 and inputs == outputs else projection
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return functional.relu(self.expand(self.sk(self.reduce(x))) + self.shortcut(x))
+
+
+class SKResNeXt(nn.Module):
+    """SK-ResNeXt-50 (32x4d widths doubled per stage as in ResNeXt-50): stem, 3-4-6-3 SK bottlenecks, head."""
+
+    def __init__(self, classes: int = 1000) -> None:
+        super().__init__()
+        layers, inputs = [nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                          nn.MaxPool2d(3, stride=2, padding=1)], 64
+        for stage, (blocks, width) in enumerate(zip((3, 4, 6, 3), (128, 256, 512, 1024), strict=True)):
+            for block in range(blocks):
+                stride = 2 if block == 0 and stage > 0 else 1
+                layers.append(SKBottleneck(inputs, width, width * 2, stride))
+                inputs = width * 2
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(inputs, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean(dim=(2, 3)))
 
 
 class SRNet(nn.Module):
@@ -214,7 +255,8 @@ def export(
 
 
 def build(name: str, opset: int, path: Path, dynamic_batch: bool = False, scale: int = 2) -> Path:
-    """Build a named model (``skunit``, ``srnet``, ``ghost``, ``manual-shuffle``, ``vad``) at ``opset`` into ``path``.
+    """Build a named model (``skunit``, ``sk-resnext``, ``srnet``, ``ghost``, ``manual-shuffle``, ``vad``) at
+    ``opset`` into ``path``.
 
     ``manual-shuffle`` always has dynamic batch, height and width; ``vad`` a dynamic batch and length.
     """
@@ -224,6 +266,8 @@ def build(name: str, opset: int, path: Path, dynamic_batch: bool = False, scale:
         return export(SKUnit(), path, (1, 16, 14, 14), opset, batch)
     if name == "srnet":
         return export(SRNet(scale), path, (1, 3, 114, 114), opset, batch)
+    if name == "sk-resnext":
+        return export(SKResNeXt(), path, (1, 3, 224, 224), opset, batch)
     if name == "ghost":
         return export(GhostBlock(), path, (1, 16, 28, 28), opset, batch)
     if name == "manual-shuffle":

@@ -129,7 +129,8 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
     pass_options = resolve_settings(options.pass_options, names)
     say("loading model")
     original = load_model(options.input)
-    start = original.clone()
+    nodes_before, external, opset_before = count_nodes(original), has_external_data(original), model_opset(original)
+    start = original.clone() if options.verify else original  # verification compares with the original
     notes: list[str] = stale + edited
     fixed = fix_input_shapes(start, options.input_shapes)
     if fixed:
@@ -144,11 +145,10 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
         verifier = Verifier(original, feeds, reference=options.input, rtol=options.rtol, atol=options.atol)
         lap("verify")
 
-    opset_before = model_opset(original)
     final_opset = options.opset or opset_before
     ctx = PassContext(target, final_opset)
     say("converting opset")
-    model = _upgrade(start.clone(), options)
+    model = _upgrade(start.clone() if options.verify else start, options)  # start: kept for the culprit search
     if final_opset < opset_before:
         names = _add_downgrade_passes(names, model, final_opset, options, notes)
     if not target.accepts_opset(final_opset):
@@ -189,7 +189,7 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
     accepted = checked is None or checked.ok or bool(expected)
     if output is not None and not options.dry_run and accepted:
         say("saving")
-        written = [str(path) for path in save_model(model, output, external_data=has_external_data(original) or None)]
+        written = [str(path) for path in save_model(model, output, external_data=external or None)]
         lap("save")
     return OptimizeReport(
         input=str(options.input),
@@ -198,7 +198,7 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
         pipeline=manager.names,
         opset_before=opset_before,
         opset_after=model_opset(model),
-        nodes_before=count_nodes(original),
+        nodes_before=nodes_before,
         nodes_after=count_nodes(model),
         records=records,
         verification=checked,

@@ -172,11 +172,12 @@ def read_target(text: str, label: str, *, source: str, name: str | None = None) 
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{label}: invalid JSON at {exc.lineno}:{exc.colno}: {exc.msg}") from None
-    from jsonschema.exceptions import best_match
+    if source != BUILT_IN:  # the built-in targets are checked against the schema by the tests
+        from jsonschema.exceptions import best_match
 
-    error = best_match(_validator().iter_errors(data))
-    if error is not None:
-        raise UserError(f"{label}: {error.json_path}: {error.message}")
+        error = best_match(_validator().iter_errors(data))
+        if error is not None:
+            raise UserError(f"{label}: {error.json_path}: {error.message}")
     if name is not None and data["name"] != name:
         raise UserError(f"{label}: $.name: {data['name']!r} differs from the file name {name}.json")
     low, high = data["opsets"]

@@ -29,8 +29,8 @@ from optimizer.verify import (
     declared_inputs,
     input_specs,
     load_inputs,
+    onnxruntime_runner,
     random_inputs,
-    run_onnxruntime,
 )
 from optimizer.verify_shapes import verification_shapes
 
@@ -125,7 +125,8 @@ class Verifier:
         self.feeds, self.rtol, self.atol = feeds, rtol, atol
         source = original if reference is None else reference
         try:
-            self.expected = [run_onnxruntime(source, feed) for feed in feeds.sets]
+            with onnxruntime_runner(source) as run:  # one session for every input set
+                self.expected = [run(feed) for feed in feeds.sets]
         except Exception as exc:
             where = f"{reference}: " if isinstance(reference, Path) else ""
             raise UserError(f"{where}onnxruntime cannot run the input model: {native_reason(exc)}") from None
@@ -134,11 +135,7 @@ class Verifier:
     def check(self, model: ir.Model) -> Verification:
         """Compare ``model`` with the original on every input set and both sides of every If."""
         outputs: list[OutputCheck] = []
-        for run, (feed, expected) in enumerate(zip(self.feeds.sets, self.expected, strict=True)):
-            try:
-                actual, refusal = run_onnxruntime(model, feed), None
-            except Exception as exc:  # the optimised model does not run: every output fails
-                actual, refusal = {}, native_reason(exc)
+        for run, (expected, (actual, refusal)) in enumerate(zip(self.expected, self._runs(model), strict=True)):
             for check in compare_outputs(expected, actual, self.rtol, self.atol):
                 check.run = run
                 if refusal and check.problem == MISSING:
@@ -148,6 +145,21 @@ class Verifier:
         ok = all(check.ok for check in outputs) and (branches is None or branches.ok)
         shapes = [{name: list(np.shape(array)) for name, array in feed.items()} for feed in self.feeds.sets]
         return Verification(ok, outputs, shapes, self.feeds.source, self.feeds.shapes, branches)
+
+
+    def _runs(self, model: ir.Model) -> list[tuple[dict[str, Any], str | None]]:
+        """``model``'s outputs on each input set, with why it did not run ({} and the reason)."""
+        try:
+            with onnxruntime_runner(model) as run:  # one session for every input set
+                runs = []
+                for feed in self.feeds.sets:
+                    try:
+                        runs.append((run(feed), None))
+                    except Exception as exc:  # this input set does not run: its outputs fail
+                        runs.append(({}, native_reason(exc)))
+                return runs
+        except Exception as exc:  # no session: every output of every set fails
+            return [({}, native_reason(exc))] * len(self.feeds.sets)
 
 
 def describe_check(check: OutputCheck, inputs: list[dict[str, list[int]]] | None = None) -> str:

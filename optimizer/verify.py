@@ -17,6 +17,7 @@ import onnx_ir as ir
 
 from optimizer.errors import UserError
 from optimizer.modelio import EXTERNAL_DATA_THRESHOLD, VERIFY_PREFIX, external_tensors, save_model, weight_bytes
+from optimizer.proto_stream import write_model
 from optimizer.shape_inference import not_static
 from optimizer.shapes import check_shape
 from profiles.atomic import staging_folder
@@ -249,10 +250,11 @@ def onnxruntime_runner(model: ir.Model | Path) -> Iterator[Callable[[dict[str, A
 
 @contextlib.contextmanager
 def session_source(model: ir.Model | Path, options: Any) -> Iterator[str | bytes]:
-    """What to give ``onnxruntime.InferenceSession`` for ``model``: a file's path; an in-memory
-    model's bytes, its external weights read where they lie (``options`` is told the folder);
-    only when that cannot be (weights in several folders, or too large to serialise), a copy in
-    a staging folder of the temporary folder, removed on every exit path."""
+    """What to give ``onnxruntime.InferenceSession`` for ``model``: a file's path; for an in-memory
+    model with external weights its bytes, the weights read where they lie (``options`` is told
+    the folder), or when that cannot be (weights in several folders, or too large to serialise) a
+    copy; an in-memory model with inline weights is streamed to a file (:mod:`optimizer.proto_stream`).
+    Copies go to a staging folder of the temporary folder, removed on every exit path."""
     if isinstance(model, Path):
         yield str(model)
     elif folder := _data_folder(model):
@@ -261,8 +263,11 @@ def session_source(model: ir.Model | Path, options: Any) -> Iterator[str | bytes
     elif any(True for _ in external_tensors(model)):
         with staging_folder(tempfile.gettempdir(), VERIFY_PREFIX) as tmp:
             yield str(save_model(model, tmp / "model.onnx")[0])
-    else:
-        yield ir.serde.serialize_model(model).SerializeToString()
+    else:  # streamed to a file: no copy of the weights in memory (onnxruntime reads its own)
+        with staging_folder(tempfile.gettempdir(), VERIFY_PREFIX) as tmp:
+            with open(tmp / "model.onnx", "wb") as file:
+                write_model(model, file)
+            yield str(tmp / "model.onnx")
 
 
 def _data_folder(model: ir.Model) -> str | None:

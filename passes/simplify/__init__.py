@@ -1,7 +1,8 @@
 """``simplify``: fold constants and shape subgraphs with onnxsim, onnxscript's optimizer and
 onnx-opt's own folds, everywhere: the main graph, If / Loop / Scan bodies and functions.
 
-A round runs three simplifiers, each on the best result so far:
+Three simplifiers run in turn, each on the smallest result so far, until each has seen the
+current model without making it smaller:
 
 1. onnxsim (the main graph's constant and shape subgraphs) on a copy whose IR version is
    lowered to what onnxsim reads (never raised in the written model); its failures, and what
@@ -25,11 +26,11 @@ A round runs three simplifiers, each on the best result so far:
    Nothing here swaps an If's branches or renames an If, so each If still matches its original
    when verification forces both sides.
 
-Each result is checked (graph inputs and outputs unchanged: names, types, shapes; functions
-still called kept; no empty optional input dropped; opset imports, IR version and metadata
-kept; valid for the onnx checker and onnxruntime wherever the original was) and the one with the
-fewest nodes, every subgraph counted, is kept; rounds repeat until the count stops falling, so a
-second run changes nothing. The note names the simplifiers that ran. Input shapes are never
+A result with fewer nodes (every subgraph counted) is checked and kept: graph inputs and
+outputs unchanged (names, types, shapes); functions still called kept; no empty optional input
+dropped; opset imports, IR version and metadata kept; valid for the onnx checker and
+onnxruntime wherever the original was. The turns stop at a fixed point, so a second run changes
+nothing. The note names the simplifiers that made the model smaller. Input shapes are never
 changed here (``--input-shape`` is written into the model before the passes). Large weights no
 fold needs stay out of onnxsim's copy.
 
@@ -40,6 +41,7 @@ the slow, memory-hungry stage, and the other two still fold.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,7 +59,7 @@ from passes.simplify.simplifiers import (
     silenced_output,
 )
 
-# Rounds of the three simplifiers before giving up on a fixed point.
+# Turns of all the simplifiers before giving up on a fixed point.
 MAX_ROUNDS = 6
 
 
@@ -77,32 +79,18 @@ class Simplify(Pass):
         )
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
-        """Simplify in rounds until the node count stops falling; report the nodes removed and,
-        in the note, which simplifiers ran and the node counts, every subgraph counted."""
+        """Run the simplifiers in turn to a fixed point; report the nodes removed and, in the note,
+        which simplifiers ran and the node counts, every subgraph counted."""
         before = count_all_nodes(model)
         with silenced_output():
-            reference = Reference(model)
-            current, rounds, ran, worked, failures = model, 0, [], [], {}
-            for _ in range(MAX_ROUNDS):
-                try:
-                    outcome = simplify_once(current, reference, ctx, onnxsim=self.options.onnxsim)
-                except SkipPass:
-                    if rounds:
-                        break
-                    raise
-                worked += [name for name in outcome.worked if name not in worked]
-                for name, reason in outcome.failures.items():
-                    failures.setdefault(name, reason)
-                if count_all_nodes(outcome.model) >= count_all_nodes(current):
-                    break
-                current, rounds = outcome.model, rounds + 1
-                ran += [name for name in outcome.improved if name not in ran]
-        failed = [f"{name} failed: {reason}" for name, reason in failures.items() if name not in worked]
+            outcome = simplify_to_fixed_point(model, Reference(model), ctx, onnxsim=self.options.onnxsim)
+        current = outcome.model
+        failed = [f"{name} failed: {reason}" for name, reason in outcome.failures.items() if name not in outcome.worked]
         why = f" ({'; '.join(failed)})" if failed else ""
         if current is model:
-            how = " and ".join(worked) + " found nothing to fold"
+            how = " and ".join(outcome.worked) + " found nothing to fold"
             return PassResult(model, notes=[f"{how}{why}: {before} nodes, every subgraph counted"])
-        how = ", then ".join(ran) + why + (f" ({rounds} rounds)" if rounds > 1 else "")
+        how = ", then ".join(outcome.improved) + why
         kept = Counter(_key(node) for node in iter_nodes(current))
         removed = []
         for node in iter_nodes(model):
@@ -116,9 +104,9 @@ class Simplify(Pass):
 
 
 @dataclass
-class Round:
-    """One round's result: the smallest checked model, the simplifiers that made it smaller (in
-    order), those that ran without failing, and why the others failed."""
+class Outcome:
+    """The smallest checked model, the simplifiers that made it smaller (in order, each once),
+    those that ran without failing, and why the others failed."""
 
     model: ir.Model
     improved: list[str] = field(default_factory=list)
@@ -127,8 +115,8 @@ class Round:
 
 
 def stages(ctx: PassContext, *, onnxsim: bool = True) -> tuple[tuple[str, Callable[[ir.Model], ir.Model]], ...]:
-    """The simplifiers of a round, in order, each with the name (and version) reported; onnxsim
-    only when ``onnxsim``."""
+    """The simplifiers, in order, each with the name (and version) reported; onnxsim only when
+    ``onnxsim``."""
     import onnxscript
     import onnxsim as onnxsim_package
 
@@ -139,23 +127,42 @@ def stages(ctx: PassContext, *, onnxsim: bool = True) -> tuple[tuple[str, Callab
     )
 
 
-def simplify_once(model: ir.Model, reference: Reference, ctx: PassContext, *, onnxsim: bool = True) -> Round:
-    """One round: onnxsim (when ``onnxsim``), then onnxscript's optimizer, then onnx-opt's folds,
-    each on the best checked result so far (so onnxscript runs on the original when onnxsim fails).
+# onnxsim runs its folds and optimisations to a fixed point itself: on its own result it finds nothing.
+FIXED_POINT_SIMPLIFIERS = ("onnxsim ",)
+
+
+def simplify_to_fixed_point(model: ir.Model, reference: Reference, ctx: PassContext, *, onnxsim: bool = True
+                            ) -> Outcome:
+    """onnxsim (when ``onnxsim``), onnxscript's optimizer and onnx-opt's folds in turn, each on the
+    smallest checked result so far, until each has seen the current model without making it
+    smaller (none runs twice on the same model), or MAX_ROUNDS turns of all of them. A result is
+    checked only when it is smaller, since only then is it kept.
 
     Raises :class:`SkipPass` when every simplifier fails.
     """
-    outcome = Round(model)
-    for name, simplifier in stages(ctx, onnxsim=onnxsim):
+    outcome = Outcome(model)
+    simplifiers = stages(ctx, onnxsim=onnxsim)
+    idle = 0  # simplifiers in a row that left the current model as small as it was
+    for name, simplifier in itertools.islice(itertools.cycle(simplifiers), MAX_ROUNDS * len(simplifiers)):
+        if idle == len(simplifiers):
+            break
         try:
             candidate = simplifier(outcome.model)
-            reference.check(candidate, name)
+            smaller = count_all_nodes(candidate) < count_all_nodes(outcome.model)
+            if smaller:
+                reference.check(candidate, name)
         except SimplifierError as exc:
             outcome.failures[name] = str(exc)
+            idle += 1
             continue
-        outcome.worked.append(name)
-        if count_all_nodes(candidate) < count_all_nodes(outcome.model):
-            outcome.model = candidate
+        if name not in outcome.worked:
+            outcome.worked.append(name)
+        if not smaller:
+            idle += 1
+            continue
+        outcome.model = candidate  # the others must see it; its maker too, unless it stops at a fixed point
+        idle = 1 if name.startswith(FIXED_POINT_SIMPLIFIERS) else 0
+        if name not in outcome.improved:
             outcome.improved.append(name)
     if not outcome.worked:
         raise SkipPass("; ".join(f"{name} failed: {reason}" for name, reason in outcome.failures.items()))
