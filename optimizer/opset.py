@@ -33,8 +33,9 @@ def supported_opsets() -> tuple[int, int]:
     return LOWEST_OPSET, onnx.defs.onnx_opset_version()
 
 
-def convert_opset(model: ir.Model, opset: int, base_dir: Path) -> ir.Model:
-    """Return ``model`` converted to default-domain ``opset`` (up or down); ``model`` is not changed.
+def convert_opset(model: ir.Model, opset: int, base_dir: Path, *, in_place: bool = False) -> ir.Model:
+    """Return ``model`` converted to default-domain ``opset`` (up or down); ``model`` is not changed,
+    unless ``in_place`` (then it is worked on and must not be used again: no copy is made).
 
     Every scope is converted: the main graph, If / Loop / Scan bodies, and model-local
     functions, whose default-domain import ends equal to the model's. External tensors are
@@ -51,7 +52,7 @@ def convert_opset(model: ir.Model, opset: int, base_dir: Path) -> ir.Model:
     functions = {key: _function_opset(function, current) for key, function in model.functions.items()}
     if opset == current and all(version == opset for version in functions.values()):
         return model
-    work = model.clone()
+    work = model if in_place else model.clone()
     down = [(work.graph, current)] if opset < current else []
     down += [(work.functions[key].graph, version) for key, version in functions.items() if version > opset]
     if down:

@@ -289,14 +289,16 @@ def _drop_culprits(
 
 
 def _upgrade(model: ir.Model, options: OptimizeOptions) -> ir.Model:
+    """``model`` (a copy of the caller's, used up) at ``--opset`` when that is higher."""
     if options.opset is not None and options.opset > model_opset(model):
-        return convert_opset(model, options.opset, options.input.parent)
+        return convert_opset(model, options.opset, options.input.parent, in_place=True)
     return model
 
 
 def _downgrade(model: ir.Model, options: OptimizeOptions) -> ir.Model:
+    """``model`` (a copy of the caller's, used up) at ``--opset`` when that is lower."""
     if options.opset is not None and options.opset < model_opset(model):
-        return convert_opset(model, options.opset, options.input.parent)
+        return convert_opset(model, options.opset, options.input.parent, in_place=True)
     return model
 
 

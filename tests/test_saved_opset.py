@@ -72,8 +72,9 @@ class SoftmaxAxisAnyOpset(NodePass):
         return Change("folded", (node.name,))
 
 
-def relabel_only(model, opset, base_dir):
+def relabel_only(model, opset, base_dir, *, in_place=False):
     """What onnx's converter did to Softmax: change the opset import, keep the node."""
+    model = model if in_place else model.clone()
     model.opset_imports[""] = opset
     return model
 
