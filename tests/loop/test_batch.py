@@ -183,14 +183,11 @@ def test_the_status_file_survives_only_whole(tmp_path):
 
 
 def test_on_a_local_ray_with_2_cpus(cli, zoo, tmp_path):
-    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'onnx-opt[ray]'")
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    except Exception as exc:  # a machine where Ray cannot start: said, never silent
-        pytest.skip(f"Ray cannot start on this machine: {exc}")
-    ray.shutdown()
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'onnx-opt[ray]'")
     outdir = tmp_path / "out"
     code, _, err = run_batch_cli(cli, zoo, outdir, "--ray", "--workers", "2")
+    if code == 2 and "--ray: Ray did not start" in err:  # a machine where Ray cannot start: said, never silent
+        pytest.skip(err.strip())
     assert code == 1, err
     assert status_of(outdir) == {"broken.onnx": "failed", **dict.fromkeys(KEYS, "done")}
     assert_complete(outdir, KEYS)
