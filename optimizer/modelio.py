@@ -9,7 +9,6 @@ import secrets
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -17,14 +16,13 @@ import onnx_ir as ir
 
 from optimizer.errors import UserError, error_line
 from optimizer.proto_stream import write_model
+from optimizer.skeleton import proto_skeleton, skeleton_proto
 from profiles.atomic import is_stream, place_new, remove_stale, replace_atomic, staging_folder, write_problem
 
 # Protobuf cannot serialise a message above 2 GiB: past this the weights must go to external data.
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3
 # Tensors at least this large go to the external data file when one is written.
 EXTERNAL_TENSOR_MIN_BYTES = 1024
-# Initializers at least this large are checked by type and shape only (their data is neither copied nor read).
-SKELETON_MIN_BYTES = 1024
 STAGING_PREFIX = ".onnx-opt-"  # staging folders beside an output: .onnx-opt-<pid>-<random>
 VERIFY_PREFIX = "onnx-opt-verify-"  # copies for onnxruntime in the temporary folder, named alike
 
@@ -41,7 +39,7 @@ def load_model(path: str | os.PathLike) -> ir.Model:
     check_supported(proto, path)
     check_external_data(proto, path.parent)
     try:
-        onnx.checker.check_model(_proto_skeleton(proto))  # the graph: no weight is copied or read again
+        onnx.checker.check_model(proto_skeleton(proto))  # the graph: no weight is copied or read again
         model = ir.serde.deserialize_model(proto)
     except Exception as exc:
         raise UserError(f"{path}: invalid ONNX model, or truncated ({error_line(exc)})") from None
@@ -266,73 +264,11 @@ def is_data_name(model: Path, data: Path) -> bool:
 def check_model(model: ir.Model) -> None:
     """Run the onnx checker on ``model``; raise ``onnx.checker.ValidationError`` if it fails.
 
-    The checker sees the model's skeleton (:func:`skeleton_proto`): the weights of the main graph
-    are checked as typed inputs, so nothing of their data is copied or read, whatever their size
-    or location.
+    The checker sees the model's skeleton (:mod:`optimizer.skeleton`): the large weights of the
+    main graph are checked as typed inputs, so nothing of their data is copied or read, whatever
+    their size or location.
     """
     onnx.checker.check_model(skeleton_proto(model))
-
-
-def _proto_skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of ``proto`` whose main-graph initializers of at least ``SKELETON_MIN_BYTES`` are
-    typed graph inputs instead (the rest is copied by protobuf, nothing large)."""
-    skeleton = onnx.ModelProto()
-    for field, value in proto.ListFields():
-        if field.name != "graph":
-            _copy_field(skeleton, field, value)
-    for field, value in proto.graph.ListFields():
-        if field.name != "initializer":
-            _copy_field(skeleton.graph, field, value)
-    inputs = {value.name for value in proto.graph.input}
-    for tensor in proto.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL or _tensor_nbytes(tensor) >= SKELETON_MIN_BYTES:
-            if tensor.name not in inputs:
-                info = onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims)
-                skeleton.graph.input.append(info)
-        else:
-            skeleton.graph.initializer.append(tensor)
-    return skeleton
-
-
-def _copy_field(target: Any, field: Any, value: Any) -> None:
-    """Set ``field`` of the message ``target`` to ``value`` (a copy), whatever its kind."""
-    repeated = getattr(field, "is_repeated", None)  # protobuf 5+; older ones say it with the label
-    if repeated if repeated is not None else field.label == field.LABEL_REPEATED:
-        getattr(target, field.name).extend(value)
-    elif field.type == field.TYPE_MESSAGE:
-        getattr(target, field.name).CopyFrom(value)
-    else:
-        setattr(target, field.name, value)
-
-
-def skeleton_proto(model: ir.Model) -> onnx.ModelProto:
-    """``model`` serialised with each main-graph initializer of at least ``SKELETON_MIN_BYTES`` as a
-    graph input of its type and shape instead: for the checker and shape inference, without
-    copying the weights."""
-    swapped = []
-    for value in model.graph.initializers.values():
-        tensor = value.const_value
-        if tensor is not None and tensor.nbytes >= SKELETON_MIN_BYTES:
-            swapped.append((value, tensor))  # a stand-in that serialises as a reference, no data
-            value.const_value = ir.ExternalTensor("", 0, tensor.nbytes, tensor.dtype, shape=tensor.shape,
-                                                  name=value.name)
-    try:
-        proto = ir.serde.serialize_model(model)
-    finally:
-        for value, tensor in swapped:
-            value.const_value = tensor
-    if not swapped:
-        return proto
-    names = {value.name for value, _ in swapped}
-    kept = [tensor for tensor in proto.graph.initializer if tensor.name not in names]
-    del proto.graph.initializer[:]
-    proto.graph.initializer.extend(kept)
-    inputs = {value.name for value in proto.graph.input}
-    for value, tensor in swapped:
-        if value.name not in inputs:
-            info = onnx.helper.make_tensor_value_info(value.name, tensor.dtype.value, list(tensor.shape))
-            proto.graph.input.append(info)
-    return proto
 
 
 def has_external_data(model: ir.Model) -> bool:

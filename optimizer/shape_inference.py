@@ -17,10 +17,7 @@ import onnx
 import onnx_ir as ir
 
 from optimizer.errors import error_line
-
-# Initializers above this many elements are handed to inference as typed inputs, not data:
-# inference needs their shapes only, and data propagation only small integer tensors.
-_DATA_ELEMENTS = 1024
+from optimizer.skeleton import skeleton_proto
 
 Dims = tuple[Any, ...]  # int, or str / None for a dynamic dim
 
@@ -32,8 +29,7 @@ def infer_value_shapes(model: ir.Model, types: dict[ir.Value, int] | None = None
     The model is not changed. Inference failures are tolerated: what could be inferred is
     returned, the rest stays unknown (:func:`inference_error` says why, when it matters).
     """
-    proto = ir.serde.serialize_model(model)
-    _weights_as_inputs(proto.graph)
+    proto = skeleton_proto(model)
     with contextlib.suppress(Exception):  # best effort: unknown shapes stay unknown
         proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
     shapes: dict[ir.Value, Dims] = {}
@@ -45,8 +41,7 @@ def infer_value_shapes(model: ir.Model, types: dict[ir.Value, int] | None = None
 
 def inference_error(model: ir.Model) -> str | None:
     """The first error onnx's shape inference meets in ``model`` (strict mode), as one line, or None."""
-    proto = ir.serde.serialize_model(model)
-    _weights_as_inputs(proto.graph)
+    proto = skeleton_proto(model)
     try:
         onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
     except Exception as exc:  # onnx raises several types; the first error is the cause of the rest
@@ -201,26 +196,6 @@ def _keep_agreed(
     for value, dtype in first_types.items():
         if all(other_types.get(value) == dtype for _, other_types in others):
             types[value] = dtype
-
-
-def _weights_as_inputs(graph: onnx.GraphProto) -> None:
-    keep = []
-    inputs = {value.name for value in graph.input}
-    for tensor in graph.initializer:
-        if _elements(tensor) <= _DATA_ELEMENTS:
-            keep.append(tensor)
-            continue
-        if tensor.name not in inputs:
-            graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
-
-
-def _elements(tensor: onnx.TensorProto) -> int:
-    count = 1
-    for dim in tensor.dims:
-        count *= dim
-    return count
 
 
 def _infos(graph: onnx.GraphProto) -> Iterator[onnx.ValueInfoProto]:

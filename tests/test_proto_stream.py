@@ -11,8 +11,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from optimizer.errors import UserError
-from optimizer.modelio import check_model, load_model, save_model, skeleton_proto
+from optimizer.modelio import check_model, load_model, save_model
 from optimizer.proto_stream import write_model
+from optimizer.skeleton import LARGE_ELEMENTS, skeleton_proto
 
 ARRAYS = {
     "f32": np.arange(600, dtype=np.float32).reshape(20, 30),
@@ -86,8 +87,10 @@ def test_save_model_streams_and_onnxruntime_runs_the_result(tmp_path):
 def test_the_skeleton_holds_no_large_weight_and_checks_like_the_model():
     model = model_with_weights()
     skeleton = skeleton_proto(model)
-    assert {t.name for t in skeleton.graph.initializer} == {"small"}
-    assert {"f32", "bf16", "i4"} <= {i.name for i in skeleton.graph.input}
+    large = {name for name, array in ARRAYS.items() if array.size > LARGE_ELEMENTS}
+    assert large == {"f16", "flags", "u8", "strided", "i4"}
+    assert {t.name for t in skeleton.graph.initializer} == set(ARRAYS) - large
+    assert large <= {i.name for i in skeleton.graph.input}
     onnx.checker.check_model(skeleton)
     assert model.graph.initializers["f32"].const_value.numpy()[1, 2] == 32  # the weights were put back
     broken = model_with_weights()
