@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -12,6 +11,7 @@ import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
 
 from optimizer.errors import UserError, error_line
+from optimizer.gc_pause import paused_gc
 from optimizer.modelio import check_model
 from optimizer.pass_options import build_options, option_values
 from optimizer.passapi import Pass, PassContext, PassResult, SkipPass, iter_nodes, reported_verdicts
@@ -98,13 +98,19 @@ def count_nodes(model: ir.Model) -> int:
 class PassManager:
     """Run passes in order over a model, optionally repeating until nothing changes.
 
-    Each pass runs on a clone of the last good model: a pass that raises, or leaves a model
-    the onnx checker rejects, is recorded as failed and the pipeline goes on without it.
-    ``finalize`` is what happens to the model after the pipeline (the opset conversion down
-    to the saved opset): a pass whose result it cannot take, where it took the model the pass
-    started from, fails too, so every kept rewrite is legal at the opset the model is saved at.
-    While the model cannot be finalized yet (a pass later in the pipeline prepares it, as
-    ``decompose-depth-to-space`` does for opset 9), passes are not blamed for that.
+    A pass that raises, or leaves a model the onnx checker rejects, is recorded as failed and
+    the pipeline goes on without it. ``finalize`` is what happens to the model after the
+    pipeline (the opset conversion down to the saved opset): a pass whose result it cannot
+    take, where it took the model the pass started from, fails too, so every kept rewrite is
+    legal at the opset the model is saved at. While the model cannot be finalized yet (a pass
+    later in the pipeline prepares it, as ``decompose-depth-to-space`` does for opset 9),
+    passes are not blamed for that.
+
+    The passes first run on the model itself, one after the other, and the checker and
+    ``finalize`` see only the end result: no copy, no check per pass. Only when a pass raises
+    (``SkipPass`` promises an untouched model and does not count) or the end result is
+    refused does the pipeline run again, carefully: from a fresh start model, each pass on a
+    clone of the last good model, checked on its own (``--explain`` always runs so).
     """
 
     def __init__(
@@ -133,28 +139,33 @@ class PassManager:
         self.progress = progress or (lambda message: None)
         self.finalize = finalize
         self._finalizable = True  # whether the current model survives ``finalize``
+        self._nodes = 0  # nodes of the current model
 
     def options(self) -> dict[str, dict[str, Any]]:
         """The effective options of every pass in the pipeline, as JSON-ready data."""
         return {name: option_values(pass_.options) for name, pass_ in self.passes.items()}
 
-    def run(self, model: ir.Model) -> RunResult:
+    def run(self, model: ir.Model, restart: Callable[[], ir.Model] | None = None) -> RunResult:
         """Run the pipeline, then remove dead nodes and sort the graph if anything changed.
 
-        Python's cyclic garbage collector is paused meanwhile: graphs are millions of small
-        objects, and its full collections during clones made the pipeline superlinear
-        (benchmarks/bench_scaling.py). Reference counting still frees what is dropped.
+        ``model`` is used up. ``restart`` makes the model again, as it was given, for the careful
+        run (see the class); without it ``model`` is cloned first. The cyclic garbage collector
+        is paused meanwhile (:func:`optimizer.gc_pause.paused_gc`).
         """
-        paused = gc.isenabled()
-        gc.disable()
-        try:
-            return self._run(model)
-        finally:
-            if paused:
-                gc.enable()
+        with paused_gc():
+            if self.explain is not None:
+                return self._run(model, careful=True)
+            if restart is None:
+                snapshot = model.clone()
+                restart = snapshot.clone
+            try:
+                return self._run(model, careful=False)
+            except _CarefulRun:
+                return self._run(restart(), careful=True)
 
-    def _run(self, model: ir.Model) -> RunResult:
-        self._finalizable = self._finalizes(model)
+    def _run(self, model: ir.Model, *, careful: bool) -> RunResult:
+        self._finalizable = self._finalizes(model) if careful else True
+        self._nodes = count_nodes(model)  # of the current model
         records = {name: PassRecord(name, options=values) for name, values in self.options().items()}
         rounds = 0
         seen = {fingerprint(model): 0} if self.max_rounds > 1 else {}
@@ -167,7 +178,8 @@ class PassManager:
                 if record.status in (FAILED, SKIPPED):
                     continue
                 self.progress(f"{name}" + (f" (round {rounds})" if rounds > 1 else ""))
-                model, modified = self._run_one(self.passes[name], model, record, first=rounds == 1)
+                run_one = self._run_careful if careful else self._run_in_place
+                model, modified = run_one(self.passes[name], model, record, first=rounds == 1)
                 if modified:
                     changed_in[-1].append(name)
             if not changed_in[-1]:
@@ -185,10 +197,53 @@ class PassManager:
         result = list(records.values())
         if any(record.changes for record in result):
             result.append(cleanup(model))
+            if not careful:
+                self._accept(model)
         return RunResult(model, result, rounds)
 
-    def _run_one(self, pass_: Pass, model: ir.Model, record: PassRecord, *, first: bool) -> tuple[ir.Model, bool]:
-        nodes_before = count_nodes(model)
+    def _accept(self, model: ir.Model) -> None:
+        """Raise :class:`_CarefulRun` unless the checker and ``finalize`` take the end result."""
+        try:
+            check_model(model)
+            if self.finalize is not None:
+                self.finalize(model.clone())
+        except Exception as exc:  # whichever pass caused it, the careful run finds it
+            raise _CarefulRun from exc
+
+    def _run_in_place(self, pass_: Pass, model: ir.Model, record: PassRecord, *, first: bool
+                      ) -> tuple[ir.Model, bool]:
+        """Run ``pass_`` on ``model`` itself; a pass that raises (not ``SkipPass``) raises :class:`_CarefulRun`."""
+        nodes_before = self._nodes
+        if first:
+            record.nodes_before = nodes_before
+        reason = pass_.requires.unmet(model, self.ctx)
+        if reason is not None:
+            record.status, record.reason, record.nodes_after = SKIPPED, reason, nodes_before
+            return model, False
+        self.ctx.forget()
+        self.ctx.explain = False
+        started = time.perf_counter()
+        try:
+            result = pass_.run(model, self.ctx)
+            if result.modified:
+                sort_graphs(result.model)
+        except SkipPass as exc:
+            record.seconds += time.perf_counter() - started
+            record.status, record.reason, record.nodes_after = SKIPPED, str(exc), nodes_before
+            return model, False
+        except Exception as exc:  # the model may be half rewritten
+            raise _CarefulRun from exc
+        record.seconds += time.perf_counter() - started
+        _merge(record, result)
+        if result.modified:
+            self._nodes = count_nodes(result.model)
+        record.nodes_after = self._nodes
+        return result.model, result.modified
+
+    def _run_careful(self, pass_: Pass, model: ir.Model, record: PassRecord, *, first: bool
+                     ) -> tuple[ir.Model, bool]:
+        """Run ``pass_`` on a clone of ``model``, then check its result; keep ``model`` if either fails."""
+        nodes_before = self._nodes
         if first:
             record.nodes_before = nodes_before
         reason = pass_.requires.unmet(model, self.ctx)
@@ -201,7 +256,7 @@ class PassManager:
         try:
             result = pass_.run(model.clone(), self.ctx)
             if result.modified:
-                TopologicalSortPass()(result.model)
+                sort_graphs(result.model)
                 check_model(result.model)
                 if self._finalizable and self.finalize is not None:
                     self.finalize(result.model.clone())
@@ -218,7 +273,9 @@ class PassManager:
         if self.ctx.explain:
             record.explained = [asdict(verdict) for verdict in result.verdicts or reported_verdicts(result, model)]
         _merge(record, result)
-        record.nodes_after = count_nodes(result.model)
+        if result.modified:
+            self._nodes = count_nodes(result.model)
+        record.nodes_after = self._nodes
         if result.modified and not self._finalizable:
             self._finalizable = self._finalizes(result.model)
         return result.model, result.modified
@@ -234,6 +291,10 @@ class PassManager:
         return True
 
 
+class _CarefulRun(Exception):  # noqa: N818 - a signal inside the manager
+    """The in-place run cannot tell which pass broke the model: run the pipeline again, carefully."""
+
+
 def make_pass(name: str, options: Any = None) -> Pass:
     """An instance of pass ``name`` with ``options``: its ``Options``, a mapping of option values
     (strings read as the options' types), or None for the defaults."""
@@ -241,6 +302,35 @@ def make_pass(name: str, options: Any = None) -> Pass:
     if isinstance(options, Mapping):
         options = build_options(cls, options)
     return cls(options)
+
+
+def sort_graphs(model: ir.Model) -> None:
+    """Sort every graph and function of ``model`` topologically, unless they already are (a
+    check costs a fraction of onnx-ir's sort, and most passes insert nodes in order)."""
+    if not is_sorted(model):
+        TopologicalSortPass()(model)
+
+
+def is_sorted(model: ir.Model) -> bool:
+    """Whether every node of every scope comes after the producers of its inputs (a subgraph's
+    nodes count as coming just before the node that holds the subgraph)."""
+    seen: set[ir.Node] = set()
+
+    def sorted_graph(graph: ir.Graph) -> bool:
+        for node in graph:
+            for value in node.inputs:
+                producer = None if value is None else value.producer()
+                if producer is not None and producer not in seen:
+                    return False
+            for attr in node.attributes.values():
+                if attr.type == ir.AttributeType.GRAPH and not sorted_graph(attr.value):
+                    return False
+                if attr.type == ir.AttributeType.GRAPHS and not all(sorted_graph(sub) for sub in attr.value):
+                    return False
+            seen.add(node)
+        return True
+
+    return sorted_graph(model.graph) and all(sorted_graph(function.graph) for function in model.functions.values())
 
 
 def fingerprint(model: ir.Model) -> tuple:
@@ -271,7 +361,7 @@ def cleanup(model: ir.Model) -> PassRecord:
     started = time.perf_counter()
     initializers = len(model.graph.initializers)
     RemoveUnusedNodesPass()(model)
-    TopologicalSortPass()(model)
+    sort_graphs(model)
     record.nodes_after = count_nodes(model)
     record.changes = record.matches = (
         record.nodes_before - record.nodes_after + initializers - len(model.graph.initializers)

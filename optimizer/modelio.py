@@ -7,7 +7,7 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ import onnx
 import onnx_ir as ir
 
 from optimizer.errors import UserError, error_line
+from optimizer.graph_walk import all_graphs
 from optimizer.proto_stream import write_model
 from optimizer.skeleton import proto_skeleton, skeleton_proto
 from profiles.atomic import is_stream, place_new, remove_stale, replace_atomic, staging_folder, write_problem
@@ -34,17 +35,26 @@ def load_model(path: str | os.PathLike) -> ir.Model:
     (absolute paths, ``..``, symlinks out of the folder) and missing or short data files
     are refused with a :class:`UserError`.
     """
+    return load_model_and_skeleton(path)[0]
+
+
+def load_model_and_skeleton(path: str | os.PathLike) -> tuple[ir.Model, onnx.ModelProto]:
+    """:func:`load_model`, and the skeleton (:mod:`optimizer.skeleton`) of the proto it was read
+    from, which the checker saw: what shape inference of the unchanged model can use instead of
+    serialising it again."""
     path = Path(path)
     proto = load_proto(path)
     check_supported(proto, path)
-    check_external_data(proto, path.parent)
+    external = check_external_data(proto, path.parent)
+    skeleton = proto_skeleton(proto)
     try:
-        onnx.checker.check_model(proto_skeleton(proto))  # the graph: no weight is copied or read again
+        onnx.checker.check_model(skeleton)  # the graph: no weight is copied or read again
         model = ir.serde.deserialize_model(proto)
     except Exception as exc:
         raise UserError(f"{path}: invalid ONNX model, or truncated ({error_line(exc)})") from None
-    ir.external_data.set_base_dir(model.graph, path.parent)
-    return model
+    if external:
+        ir.external_data.set_base_dir(model.graph, path.parent)
+    return model, skeleton
 
 
 def load_proto(path: Path) -> onnx.ModelProto:
@@ -67,19 +77,19 @@ def load_proto(path: Path) -> onnx.ModelProto:
 def check_supported(proto: onnx.ModelProto, path: Path) -> None:
     """Refuse what onnx-ir and onnxruntime cannot take: sparse initializers and sparse tensor
     attributes (anywhere), and negative dims in the declared shapes of the main graph's inputs."""
-    for graph in _all_graphs(proto):
+    graphs = list(_all_graphs(proto))
+    for graph in graphs:
         for sparse in graph.sparse_initializer:
             raise UserError(
                 f"{path}: '{sparse.values.name}' is a sparse initializer, which onnx-opt cannot load; "
                 "store it as a dense initializer"
             )
-    for node in _all_nodes(proto):
-        for attr in node.attribute:
-            if attr.HasField("sparse_tensor") or len(attr.sparse_tensors):
-                raise UserError(
-                    f"{path}: node '{node.name}' ({node.op_type}) has a sparse tensor attribute '{attr.name}', "
-                    "which onnx-opt cannot load; use a dense one"
-                )
+    for node, attr in _attributes(_all_nodes(proto, graphs), _SPARSE):
+        if attr.HasField("sparse_tensor") or len(attr.sparse_tensors):
+            raise UserError(
+                f"{path}: node '{node.name}' ({node.op_type}) has a sparse tensor attribute '{attr.name}', "
+                "which onnx-opt cannot load; use a dense one"
+            )
     for value in proto.graph.input:
         dims = value.type.tensor_type.shape.dim if value.type.HasField("tensor_type") else []
         for axis, dim in enumerate(dims):
@@ -90,12 +100,15 @@ def check_supported(proto: onnx.ModelProto, path: Path) -> None:
                 )
 
 
-def check_external_data(proto: onnx.ModelProto, folder: Path) -> None:
-    """Refuse external-data locations outside ``folder``, and missing or short data files."""
+def check_external_data(proto: onnx.ModelProto, folder: Path) -> bool:
+    """Refuse external-data locations outside ``folder``, and missing or short data files; say
+    whether the model has any external tensor."""
     root = folder.resolve()
+    external = False
     for tensor in _all_tensors(proto):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
+        external = True
         info = {entry.key: entry.value for entry in tensor.external_data}
         location = info.get("location", "")
         where = f"external data '{location}' of tensor '{tensor.name}'"
@@ -112,6 +125,7 @@ def check_external_data(proto: onnx.ModelProto, folder: Path) -> None:
         length = int(info["length"]) if "length" in info else _tensor_nbytes(tensor)
         if offset + length > data_path.stat().st_size:
             raise UserError(f"{where} is truncated: needs bytes {offset}..{offset + length}")
+    return external
 
 
 def save_model(model: ir.Model, path: str | os.PathLike, *, external_data: bool | None = None) -> list[Path]:
@@ -294,7 +308,7 @@ def _with_inline_weights(model: ir.Model) -> ir.Model:
 
 
 def _initializers(model: ir.Model) -> Iterator[ir.Value]:
-    for graph in model.graphs():
+    for graph in all_graphs(model):
         yield from graph.initializers.values()
 
 
@@ -305,38 +319,53 @@ def external_tensors(model: ir.Model) -> Iterator[ir.ExternalTensor]:
             yield value.const_value
 
 
+_A = onnx.AttributeProto
+_SUBGRAPHS = (_A.GRAPH, _A.GRAPHS, _A.UNDEFINED)  # an untyped attribute may hold anything
+_TENSORS = (_A.TENSOR, _A.TENSORS, _A.UNDEFINED)
+_SPARSE = (_A.SPARSE_TENSOR, _A.SPARSE_TENSORS, _A.UNDEFINED)
+
+
 def _all_graphs(proto: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
     """The main graph and every subgraph of a node attribute (in functions too)."""
-    graphs = [proto.graph]
-    nodes = [node for function in proto.functions for node in function.node]
-    while graphs or nodes:
-        if graphs:
-            graph = graphs.pop()
-            yield graph
-            nodes.extend(graph.node)
-            continue
-        for attr in nodes.pop().attribute:
-            if attr.HasField("g"):
-                graphs.append(attr.g)
-            graphs.extend(attr.graphs)
+    pending = [proto.graph, *_attribute_graphs(node for function in proto.functions for node in function.node)]
+    while pending:
+        graph = pending.pop()
+        yield graph
+        pending.extend(_attribute_graphs(graph.node))
 
 
-def _all_nodes(proto: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
+def _attribute_graphs(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.GraphProto]:
+    for _, attr in _attributes(nodes, _SUBGRAPHS):
+        if attr.HasField("g"):
+            yield attr.g
+        yield from attr.graphs
+
+
+def _attributes(nodes: Iterable[onnx.NodeProto], kinds: tuple[int, ...]) -> Iterator[tuple[onnx.NodeProto, _A]]:
+    """The attributes of ``nodes`` whose type is one of ``kinds`` (by type: fast on 100k nodes)."""
+    for node in nodes:
+        for attr in node.attribute:
+            if attr.type in kinds:
+                yield node, attr
+
+
+def _all_nodes(proto: onnx.ModelProto, graphs: list[onnx.GraphProto]) -> Iterator[onnx.NodeProto]:
+    """Every node of ``proto``'s functions and of ``graphs`` (its :func:`_all_graphs`)."""
     for function in proto.functions:
         yield from function.node
-    for graph in _all_graphs(proto):
+    for graph in graphs:
         yield from graph.node
 
 
 def _all_tensors(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
-    for graph in _all_graphs(proto):
+    graphs = list(_all_graphs(proto))
+    for graph in graphs:
         yield from graph.initializer
         yield from (sparse.values for sparse in graph.sparse_initializer)
-    for node in _all_nodes(proto):
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
+    for _, attr in _attributes(_all_nodes(proto, graphs), _TENSORS):
+        if attr.HasField("t"):
+            yield attr.t
+        yield from attr.tensors
 
 
 def _tensor_nbytes(tensor: onnx.TensorProto) -> int:

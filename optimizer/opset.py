@@ -33,7 +33,9 @@ def supported_opsets() -> tuple[int, int]:
     return LOWEST_OPSET, onnx.defs.onnx_opset_version()
 
 
-def convert_opset(model: ir.Model, opset: int, base_dir: Path, *, in_place: bool = False) -> ir.Model:
+def convert_opset(
+    model: ir.Model, opset: int, base_dir: Path, *, in_place: bool = False, skeleton: onnx.ModelProto | None = None
+) -> ir.Model:
     """Return ``model`` converted to default-domain ``opset`` (up or down); ``model`` is not changed,
     unless ``in_place`` (then it is worked on and must not be used again: no copy is made).
 
@@ -42,7 +44,9 @@ def convert_opset(model: ir.Model, opset: int, base_dir: Path, *, in_place: bool
     never read: they, and every large tensor, are the same objects in the result (so
     ``base_dir``, where the model's external data lives, is not needed again). The IR version
     is kept unless the new opset needs a newer one. What cannot be converted is a
-    :class:`UserError` naming the node and the reason.
+    :class:`UserError` naming the node and the reason. ``skeleton``: the model's, when the
+    caller has it (see :func:`optimizer.shape_inference.infer_value_shapes`); it saves
+    serialising the graph for the shape inference an upward conversion needs.
     """
     del base_dir  # external tensors keep the base directory they were loaded with
     low, high = supported_opsets()
@@ -64,7 +68,7 @@ def convert_opset(model: ir.Model, opset: int, base_dir: Path, *, in_place: bool
         for key in rising:
             work.functions[key] = convert_function_up(work.functions[key], functions[key], opset, placeholders)
         if opset > current:
-            work = convert_graph_up(work, current, opset, placeholders)
+            work = convert_graph_up(work, current, opset, placeholders, skeleton)
         else:
             placeholders.swap_in(all_graphs(work))
     _set_default_opset(work.opset_imports, opset)

@@ -19,6 +19,7 @@ import onnx_ir as ir
 from onnx.reference import ReferenceEvaluator
 
 from optimizer import opset_adapters, opset_decompose
+from optimizer.graph_walk import walk
 from optimizer.opset_rewrite import Adapter, Rewriter
 from optimizer.opset_schema import TypeChecker, same_form, schema_at, since_version
 from optimizer.passapi import all_graphs, scope_labels
@@ -48,7 +49,7 @@ def convert_down(model: ir.Model, scopes: list[Scope], target: int) -> None:
         rw.shapes = _inferred_shapes(model)
     for root, opset in scopes:
         for version in range(opset, target, -1):
-            for node in list(ir.traversal.RecursiveGraphIterator(root)):
+            for node in list(walk(root)):
                 if node.graph is not None and node.domain == "" and since_version(node.op_type, version) == version:
                     _step_down(node, version, rw)
     checker = TypeChecker()
@@ -58,7 +59,7 @@ def convert_down(model: ir.Model, scopes: list[Scope], target: int) -> None:
 
 def _pending(root: ir.Graph, opset: int, target: int) -> Iterator[tuple[ir.Node, Adapter]]:
     """Every (node, adapter) the conversion of ``root`` from ``opset`` to ``target`` will apply."""
-    for node in ir.traversal.RecursiveGraphIterator(root):
+    for node in walk(root):
         if node.domain != "":
             continue
         for version in range(opset, target, -1):

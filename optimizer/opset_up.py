@@ -18,36 +18,59 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from optimizer.errors import UserError, error_line
+from optimizer.errors import UserError
+from optimizer.opset_nodes import convert_nodes, run_converter
 from optimizer.opset_schema import since_version
-from optimizer.passapi import all_graphs, const_tensor, names_in, unique_name
+from optimizer.opset_steps import converter_changes
+from optimizer.passapi import all_graphs, const_tensor, names_in, subgraphs_of, unique_name, walk
 from optimizer.placeholders import Placeholders
 
 _HIDDEN = "onnx_opt.opset_hidden"  # domain of nodes kept away from onnx's converter
 
 
-def convert_graph_up(model: ir.Model, opset: int, target: int, placeholders: Placeholders) -> ir.Model:
-    """A new model: ``model``'s main graph (and subgraphs) converted from ``opset`` up to ``target``.
+def convert_graph_up(
+    model: ir.Model, opset: int, target: int, placeholders: Placeholders, skeleton: onnx.ModelProto | None = None
+) -> ir.Model:
+    """``model``'s main graph (and subgraphs) converted from ``opset`` up to ``target``: ``model``
+    itself, or a new model when the whole graph had to go through the converter.
 
-    ``model`` must already have its tensors swapped out into ``placeholders``; its functions
-    are carried over as they are (convert them with :func:`convert_function_up`).
+    Only the nodes the converter changes (:func:`optimizer.opset_steps.converter_changes`) go
+    through it, each on its own with its inputs' types, and what it makes of each is put in
+    its place; the others are relabelled by the new opset alone. When one of those nodes holds
+    a subgraph, the whole graph goes through. ``model`` must already have its tensors swapped
+    out into ``placeholders``; its functions are carried over as they are (convert them with
+    :func:`convert_function_up`). ``skeleton``: the model's, if the caller has it (see
+    :func:`optimizer.shape_inference.infer_value_shapes`).
     """
     hidden = _hide_resizes(model.graph, opset, target)
-    if hidden:
-        model.opset_imports[_HIDDEN] = 1
-    proto = ir.serde.serialize_model(model)
-    del proto.functions[:]
-    converted = _convert(proto, target, "the model")
-    result = ir.serde.deserialize_model(converted)
-    for function in model.functions.values():
-        result.functions[function.identifier()] = function
+    changing = [node for node in walk(model.graph) if converter_changes(node, opset, target)]
+    result = model
+    if any(_has_subgraph(node) for node in changing) or not convert_nodes(model, changing, opset, target, skeleton):
+        result = _convert_whole(model, target, hidden)
     placeholders.swap_in(all_graphs(result))
     if hidden:
-        result.opset_imports.pop(_HIDDEN)
+        result.opset_imports.pop(_HIDDEN, None)
         names = names_in(all_graphs(result))
         for graph in all_graphs(result):
             _rebuild_resizes(graph, names)
     return result
+
+
+def _convert_whole(model: ir.Model, target: int, hidden: bool) -> ir.Model:
+    """A new model: ``model``'s graph through onnx's converter, its functions carried over."""
+    if hidden:
+        model.opset_imports[_HIDDEN] = 1
+    proto = ir.serde.serialize_model(model)
+    model.opset_imports.pop(_HIDDEN, None)
+    del proto.functions[:]
+    result = ir.serde.deserialize_model(run_converter(proto, target, "the model"))
+    for function in model.functions.values():
+        result.functions[function.identifier()] = function
+    return result
+
+
+def _has_subgraph(node: ir.Node) -> bool:
+    return any(attr.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for attr in node.attributes.values())
 
 
 def convert_function_up(function: ir.Function, opset: int, target: int, placeholders: Placeholders) -> ir.Function:
@@ -68,7 +91,7 @@ def convert_function_up(function: ir.Function, opset: int, target: int, placehol
     body = onnx.helper.make_model(
         graph, opset_imports=[onnx.helper.make_opsetid(domain, version) for domain, version in imports.items()]
     )
-    converted = _convert(body, target, f"function {function.domain}::{function.name}")
+    converted = run_converter(body, target, f"function {function.domain}::{function.name}")
     del proto.node[:]
     proto.node.extend(converted.graph.node)
     imports[""] = target
@@ -76,7 +99,7 @@ def convert_function_up(function: ir.Function, opset: int, target: int, placehol
     del proto.opset_import[:]
     proto.opset_import.extend(onnx.helper.make_opsetid(domain, version) for domain, version in imports.items())
     result = ir.serde.deserialize_function(proto)
-    graphs = [result.graph, *result.graph.subgraphs()]
+    graphs = [result.graph, *subgraphs_of(result.graph)]
     placeholders.swap_in(graphs)
     if hidden:
         names = names_in(graphs)
@@ -85,18 +108,9 @@ def convert_function_up(function: ir.Function, opset: int, target: int, placehol
     return result
 
 
-def _convert(proto: onnx.ModelProto, target: int, what: str) -> onnx.ModelProto:
-    source = next((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")), None)
-    try:
-        return onnx.version_converter.convert_version(proto, target)
-    except Exception as exc:  # onnx raises bare RuntimeErrors and assertion texts
-        reason = error_line(exc, last=True)
-        raise UserError(f"onnx cannot convert {what} from opset {source} to {target}: {reason}") from None
-
-
 def _check_attribute_references(function: ir.Function, opset: int, target: int) -> None:
     """onnx's converter loses attributes a function body takes from its caller: refuse those nodes."""
-    for node in ir.traversal.RecursiveGraphIterator(function):
+    for node in walk(function.graph):
         if node.domain != "" or not any(attr.is_ref() for attr in node.attributes.values()):
             continue
         if since_version(node.op_type, opset) != since_version(node.op_type, target):
@@ -112,7 +126,7 @@ def _hide_resizes(root: ir.Graph, opset: int, target: int) -> bool:
     if not opset < 11 <= target:
         return False
     hidden = False
-    for node in ir.traversal.RecursiveGraphIterator(root):
+    for node in walk(root):
         if node.domain == "" and node.op_type in ("Resize", "Upsample"):
             node.domain = _HIDDEN
             hidden = True

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import onnx
 import onnx_ir as ir
 
 from optimizer import __version__
 from optimizer.errors import UserError
+from optimizer.gc_pause import paused_gc
 from optimizer.manager import DROPPED, FAILED, PassManager, PassRecord, cleanup, count_nodes
 from optimizer.modelio import (
     check_output,
@@ -20,6 +22,7 @@ from optimizer.modelio import (
     external_tensors,
     has_external_data,
     load_model,
+    load_model_and_skeleton,
     own_data_files,
     save_model,
 )
@@ -104,7 +107,15 @@ class OptimizeReport:
 
 
 def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = None) -> OptimizeReport:
-    """Run the whole job; raises :class:`UserError` for bad input before writing anything."""
+    """Run the whole job; raises :class:`UserError` for bad input before writing anything.
+
+    The cyclic garbage collector is paused for the job (:func:`optimizer.gc_pause.paused_gc`).
+    """
+    with paused_gc():
+        return _optimize(options, progress)
+
+
+def _optimize(options: OptimizeOptions, progress: Callable[[str], None] | None) -> OptimizeReport:
     say = progress or (lambda message: None)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -128,13 +139,14 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
             raise UserError(f"--passes {name}: {reason}; give --allow-approximate to run it")
     pass_options = resolve_settings(options.pass_options, names)
     say("loading model")
-    original = load_model(options.input)
+    original, skeleton = load_model_and_skeleton(options.input)
     nodes_before, external, opset_before = count_nodes(original), has_external_data(original), model_opset(original)
     start = original.clone() if options.verify else original  # verification compares with the original
     notes: list[str] = stale + edited
     fixed = fix_input_shapes(start, options.input_shapes)
     if fixed:
         notes.append(f"fixed input shapes (--input-shape, as ATC fixes them): {'; '.join(fixed)}")
+        skeleton = None  # it has the shapes as they were
     if output is not None:
         _check_external_data_clash(options.input, output, original)
     lap("load")
@@ -148,7 +160,8 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
     final_opset = options.opset or opset_before
     ctx = PassContext(target, final_opset)
     say("converting opset")
-    model = _upgrade(start.clone() if options.verify else start, options)  # start: kept for the culprit search
+    model = _upgrade(start.clone() if options.verify else start, options, skeleton)  # start: for the culprit search
+    del skeleton
     if final_opset < opset_before:
         names = _add_downgrade_passes(names, model, final_opset, options, notes)
     if not target.accepts_opset(final_opset):
@@ -163,7 +176,7 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
         names, ctx, fixed_point=options.fixed_point, max_rounds=options.max_rounds, progress=say, finalize=finalize,
         options=pass_options, explain=options.explain,
     )
-    run = manager.run(model)
+    run = manager.run(model, restart=lambda: _upgrade(start.clone() if options.verify else _reloaded(options), options))
     model, records = run.model, run.records
     lap("passes")
     model = _downgrade(model, options)
@@ -264,7 +277,7 @@ def _drop_culprits(
             finalize=manager.finalize,
             options={record.name: manager.passes[record.name].options},
         )
-        attempt = single.run(model)
+        attempt = single.run(model.clone())  # the model without it stays, in case it is dropped
         result = attempt.records[0]
         result.explained = record.explained
         saved = _downgrade(attempt.model.clone(), options)
@@ -288,10 +301,18 @@ def _drop_culprits(
     return _downgrade(model, options), replayed
 
 
-def _upgrade(model: ir.Model, options: OptimizeOptions) -> ir.Model:
-    """``model`` (a copy of the caller's, used up) at ``--opset`` when that is higher."""
+def _upgrade(model: ir.Model, options: OptimizeOptions, skeleton: onnx.ModelProto | None = None) -> ir.Model:
+    """``model`` (a copy of the caller's, used up) at ``--opset`` when that is higher; ``skeleton``:
+    the model's as loaded, when it is unchanged since."""
     if options.opset is not None and options.opset > model_opset(model):
-        return convert_opset(model, options.opset, options.input.parent, in_place=True)
+        return convert_opset(model, options.opset, options.input.parent, in_place=True, skeleton=skeleton)
+    return model
+
+
+def _reloaded(options: OptimizeOptions) -> ir.Model:
+    """The input model again, its input shapes fixed as the run fixed them."""
+    model = load_model(options.input)
+    fix_input_shapes(model, options.input_shapes)
     return model
 
 

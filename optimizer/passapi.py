@@ -18,6 +18,7 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.errors import error_line
+from optimizer.graph_walk import all_graphs, subgraphs_of, walk
 from optimizer.registry import register_pass
 from optimizer.shape_inference import infer_value_shapes, inference_error, not_static
 from optimizer.targets import Target
@@ -46,7 +47,9 @@ __all__ = [
     "replace_nodes",
     "scope_labels",
     "sole_consumer",
+    "subgraphs_of",
     "unique_name",
+    "walk",
 ]
 
 
@@ -208,13 +211,6 @@ def scope_labels(model: ir.Model) -> dict[int, str]:
                     labels[id(sub)] = label
                     roots.append((sub, f" in {label}"))
     return labels
-
-
-def all_graphs(model: ir.Model) -> Iterator[ir.Graph]:
-    """The main graph, every function body, and every subgraph of either, at any depth."""
-    for root in (model.graph, *(function.graph for function in model.functions.values())):
-        yield root
-        yield from root.subgraphs()
 
 
 def names_in(graphs: Iterable[ir.Graph]) -> set[str]:
@@ -392,9 +388,9 @@ class NodePass(Pass):
 
 def iter_nodes(model: ir.Model) -> Iterator[ir.Node]:
     """Every node of the main graph, its subgraphs and every function; safe to edit while walking."""
-    yield from ir.traversal.RecursiveGraphIterator(model.graph)
+    yield from walk(model.graph)
     for function in model.functions.values():
-        yield from ir.traversal.RecursiveGraphIterator(function)
+        yield from walk(function.graph)
 
 
 def model_opset(model: ir.Model) -> int:

@@ -17,24 +17,33 @@ import onnx
 import onnx_ir as ir
 
 from optimizer.errors import error_line
+from optimizer.graph_walk import own_subgraphs, walk
 from optimizer.skeleton import skeleton_proto
 
 Dims = tuple[Any, ...]  # int, or str / None for a dynamic dim
 
 
-def infer_value_shapes(model: ir.Model, types: dict[ir.Value, int] | None = None) -> dict[ir.Value, Dims]:
+def infer_value_shapes(
+    model: ir.Model,
+    types: dict[ir.Value, int] | None = None,
+    wanted: set[ir.Value] | None = None,
+    skeleton: onnx.ModelProto | None = None,
+) -> dict[ir.Value, Dims]:
     """Map every value whose shape could be inferred to its dims, in every scope; ``types``, when
     given, receives the element types inferred (inside a function: those all call sites agree on).
+    With ``wanted``, only those values of the main graph and its subgraphs are looked up.
+    ``skeleton`` is the model's skeleton when the caller has one that matches it (the proto the
+    model was read from, unchanged since: same nodes, in the same order, with the same names).
 
     The model is not changed. Inference failures are tolerated: what could be inferred is
     returned, the rest stays unknown (:func:`inference_error` says why, when it matters).
     """
-    proto = skeleton_proto(model)
+    proto = skeleton_proto(model) if skeleton is None else skeleton
     with contextlib.suppress(Exception):  # best effort: unknown shapes stay unknown
         proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
     shapes: dict[ir.Value, Dims] = {}
     types = {} if types is None else types
-    _collect(model.graph, proto.graph, shapes, types)
+    _collect(model.graph, proto.graph, shapes, types, wanted)
     _infer_functions(model, shapes, types)
     return shapes
 
@@ -60,16 +69,24 @@ def not_static(value: ir.Value) -> str | None:
 
 
 def _collect(
-    graph: ir.Graph, proto: onnx.GraphProto, shapes: dict[ir.Value, Dims], types: dict[ir.Value, int]
+    graph: ir.Graph,
+    proto: onnx.GraphProto,
+    shapes: dict[ir.Value, Dims],
+    types: dict[ir.Value, int],
+    wanted: set[ir.Value] | None = None,
 ) -> None:
-    """Record the inferred dims (and element types) of ``graph``'s own values, then recurse into
-    its subgraphs.
+    """Record the inferred dims (and element types) of ``graph``'s own values (those in
+    ``wanted``, when given), then recurse into its subgraphs.
 
     ``proto`` is the serialised form of ``graph`` (same node order), so nodes pair up by position.
     """
-    infos = {info.name: info for info in _infos(proto)}
-    for value in _own_values(graph):
-        info = infos.get(value.name)
+    if wanted is None:
+        infos = {info.name: info for info in _infos(proto)}
+        found = ((value, infos.get(value.name)) for value in _own_values(graph))
+    else:  # the infos of a few values of a large graph: look at no other value
+        mine = {value.name: value for value in wanted if _scope(value) is graph}
+        found = ((mine[info.name], info) for info in _infos(proto) if info.name in mine)
+    for value, info in found:
         if info is None:
             continue
         dims = _dims(info)
@@ -78,13 +95,21 @@ def _collect(
         if info.type.tensor_type.elem_type:
             types[value] = info.type.tensor_type.elem_type
     for node, node_proto in zip(graph, proto.node, strict=False):
+        if not own_subgraphs(node):
+            continue
         attrs = {attr.name: attr for attr in node_proto.attribute}
         for name, attr in node.attributes.items():
             if attr.type == ir.AttributeType.GRAPH and name in attrs:
-                _collect(attr.as_graph(), attrs[name].g, shapes, types)
+                _collect(attr.as_graph(), attrs[name].g, shapes, types, wanted)
             elif attr.type == ir.AttributeType.GRAPHS and name in attrs:
                 for sub, sub_proto in zip(attr.as_graphs(), attrs[name].graphs, strict=False):
-                    _collect(sub, sub_proto, shapes, types)
+                    _collect(sub, sub_proto, shapes, types, wanted)
+
+
+def _scope(value: ir.Value) -> ir.Graph | None:
+    """The graph ``value`` belongs to."""
+    producer = value.producer()
+    return value.graph if producer is None else producer.graph
 
 
 def _own_values(graph: ir.Graph) -> Iterator[ir.Value]:
@@ -116,14 +141,14 @@ def _called_from(pending: dict[ir.OperatorIdentifier, ir.Function], key: ir.Oper
         node.op_identifier() == key
         for other, function in pending.items()
         if other != key
-        for node in ir.traversal.RecursiveGraphIterator(function)
+        for node in walk(function.graph)
     )
 
 
 def _all_nodes(model: ir.Model) -> Iterator[ir.Node]:
-    yield from ir.traversal.RecursiveGraphIterator(model.graph)
+    yield from walk(model.graph)
     for function in model.functions.values():
-        yield from ir.traversal.RecursiveGraphIterator(function)
+        yield from walk(function.graph)
 
 
 def _infer_call(
@@ -161,7 +186,7 @@ def _infer_call(
 
 def _uses_attribute_references(function: ir.Function) -> bool:
     return any(
-        attr.is_ref() for node in ir.traversal.RecursiveGraphIterator(function) for attr in node.attributes.values()
+        attr.is_ref() for node in walk(function.graph) for attr in node.attributes.values()
     )
 
 

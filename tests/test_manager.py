@@ -94,7 +94,7 @@ def test_pipeline_runs_in_order_and_records_each_pass():
     )
     assert cleanup.name == "cleanup"
     assert op_types(run.model) == ["Identity", "Relu", "Relu"]
-    assert op_types(model) == ["Relu", "Relu", "Relu"]  # passes work on a copy
+    assert run.model is model  # passes work on the model itself (it is used up)
 
 
 def test_fixed_point_repeats_until_nothing_changes_or_the_cap():
@@ -171,3 +171,44 @@ def test_unchanged_status_when_a_pass_finds_nothing():
 def _test_passes():
     with registered(OneReluToIdentity, Raises, BreaksModel, AddsDeadAndUnsortedNodes, NeedsOpset15, Early, Late):
         yield
+
+
+def test_the_passes_run_in_place_and_the_pipeline_restarts_only_after_a_failure():
+    starts = []
+
+    def restart():
+        starts.append(1)
+        return relu_chain()
+
+    model = relu_chain()
+    run = PassManager(["test-one-relu-to-identity"], context()).run(model, restart=restart)
+    assert run.model is model and starts == [] and op_types(model) == ["Identity", "Relu", "Relu"]
+    run = PassManager(["test-one-relu-to-identity", "test-raises"], context()).run(relu_chain(), restart=restart)
+    assert starts == [1]  # the careful run starts from a fresh model: the Sigmoid edit is not in it
+    assert [(record.name, record.status) for record in run.records] == [
+        ("test-one-relu-to-identity", CHANGED), ("test-raises", FAILED), ("cleanup", UNCHANGED)]
+    assert op_types(run.model) == ["Identity", "Relu", "Relu"]
+
+
+def test_is_sorted_sees_a_subgraph_reading_an_outer_value_defined_after_its_node():
+    from optimizer.manager import is_sorted, sort_graphs
+
+    then = helper.make_graph([helper.make_node("Neg", ["late"], ["t"], name="reads_late")], "then", [],
+                             [helper.make_tensor_value_info("t", 1, [2])])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["e"], name="same")], "else", [],
+                              [helper.make_tensor_value_info("e", 1, [2])])
+    nodes = [
+        helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0, name="sum"),
+        helper.make_node("Greater", ["s", "zero"], ["c"], name="gt"),
+        helper.make_node("Relu", ["x"], ["late"], name="late"),
+        helper.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other, name="if"),
+    ]
+    model = ir.serde.deserialize_model(make_model(nodes, [("x", [2])], [("y", [2])],
+                                                  initializers=[("zero", np.array(0.0, np.float32))]))
+    assert is_sorted(model)
+    late = model.graph.node("late")
+    model.graph.remove(late)
+    model.graph.append(late)  # now after the If whose branch reads it
+    assert not is_sorted(model)
+    sort_graphs(model)
+    assert is_sorted(model) and [node.name for node in model.graph].index("late") < 3
