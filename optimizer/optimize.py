@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,12 +111,14 @@ def optimize(options: OptimizeOptions, progress: Callable[[str], None] | None = 
     """Run the whole job; raises :class:`UserError` for bad input before writing anything.
 
     The cyclic garbage collector is paused for the job (:func:`optimizer.gc_pause.paused_gc`).
+    onnxruntime runs the original in a thread of its own while the passes run (it releases
+    the GIL, and this machine class has two cores); its outputs are awaited before the check.
     """
-    with paused_gc():
-        return _optimize(options, progress)
+    with paused_gc(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-opt-reference") as pool:
+        return _optimize(options, progress, pool)
 
 
-def _optimize(options: OptimizeOptions, progress: Callable[[str], None] | None) -> OptimizeReport:
+def _optimize(options: OptimizeOptions, progress: Callable[[str], None] | None, pool: Executor) -> OptimizeReport:
     say = progress or (lambda message: None)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -150,11 +153,11 @@ def _optimize(options: OptimizeOptions, progress: Callable[[str], None] | None) 
     if output is not None:
         _check_external_data_clash(options.input, output, original)
     lap("load")
-    verifier = None
+    pending = None
     if options.verify:  # before any work: inputs it cannot make are bad input
         say("running the original with onnxruntime")
         feeds = choose_feeds(start, options.inputs, options.verify_shapes, options.seed)
-        verifier = Verifier(original, feeds, reference=options.input, rtol=options.rtol, atol=options.atol)
+        pending = pool.submit(Verifier, original, feeds, reference=options.input, rtol=options.rtol, atol=options.atol)
         lap("verify")
 
     final_opset = options.opset or opset_before
@@ -184,8 +187,9 @@ def _optimize(options: OptimizeOptions, progress: Callable[[str], None] | None) 
 
     checked: Verification | None = None
     expected: list[str] = []  # opt-in passes whose difference is reported, not a failure
-    if verifier is not None:
+    if pending is not None:
         say("verifying with onnxruntime")
+        verifier = pending.result()  # a UserError when onnxruntime cannot run the original
         checked = verifier.check(model)
         if not checked.ok and any(record.changes for record in records):
             say("finding the pass that broke the outputs")

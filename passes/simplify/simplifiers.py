@@ -14,6 +14,7 @@ import onnx
 import onnx_ir as ir
 
 from optimizer.passapi import iter_nodes, node_label
+from optimizer.skeleton import skeleton_proto
 
 ONNX_DOMAINS = frozenset({"", "ai.onnx"})
 
@@ -112,9 +113,10 @@ def run_onnxscript(model: ir.Model) -> ir.Model:
 
     result = model.clone()
     try:
-        with quiet("onnxscript", "onnx_ir"), _single_output_rules_only():
+        with quiet("onnxscript", "onnx_ir"), _rules_for(result):
             _infer_shapes(result)
-            optimize_ir(result, should_fold=_fold_small_constant_of_shape, inline=False)
+            # the whole model was inferred just above: no inference per node as well (a quarter of its time)
+            optimize_ir(result, should_fold=_fold_small_constant_of_shape, inline=False, onnx_shape_inference=False)
     except Exception as exc:  # a maintained library, but any op may trip it
         raise SimplifierError(one_line(exc)) from None
     restore_model_fields(result, model)
@@ -122,28 +124,46 @@ def run_onnxscript(model: ir.Model) -> ir.Model:
 
 
 @contextlib.contextmanager
-def _single_output_rules_only() -> Iterator[None]:
-    """Leave out of onnxscript's default rewrite rules those whose pattern has several output nodes
-    (SlicesSplit in 0.7): its matcher tries every node of the graph for each candidate, which
-    took 81 s of 85 on a 10,000-node graph; they rewrite, they do not fold. ``optimize_ir`` reads
-    the rules from the module when it runs, so they are swapped there for the call."""
+def _rules_for(model: ir.Model) -> Iterator[None]:
+    """Of onnxscript's default rewrite rules, only those that can match in ``model``.
+
+    Left out are the rules whose pattern has several output nodes (SlicesSplit in 0.7): its
+    matcher tries every node of the graph for each candidate, which took 81 s of 85 on a
+    10,000-node graph; they rewrite, they do not fold. So are the rules whose pattern ends in an
+    operator the model does not have: onnxscript tries every rule on every node, which was most
+    of its time on a CNN. A rule the model gets an operator for on the way is in the next run
+    (``simplify`` runs onnxscript again on a model it made smaller). ``optimize_ir`` reads the
+    rules from the module when it runs, so they are swapped there for the call.
+    """
     from onnxscript import rewriter
 
     rules = getattr(rewriter, "_DEFAULT_REWRITE_RULES", None)
     if rules is None:  # another onnxscript: its optimizer as it is
         yield
         return
-    rewriter._DEFAULT_REWRITE_RULES = tuple(rule for rule in rules if _single_output(rule))
+    present = {(_domain(node.domain), node.op_type) for node in iter_nodes(model)}
+    rewriter._DEFAULT_REWRITE_RULES = tuple(rule for rule in rules if _may_match(rule, present))
     try:
         yield
     finally:
         rewriter._DEFAULT_REWRITE_RULES = rules
 
 
-def _single_output(rule: object) -> bool:
-    """Whether an onnxscript rewrite rule's pattern ends in one node (True when it cannot tell)."""
+def _may_match(rule: object, present: set[tuple[str, str]]) -> bool:
+    """Whether an onnxscript rewrite rule's pattern ends in one node, of an operator in
+    ``present`` (True when it cannot tell)."""
     pattern = getattr(rule, "_target_pattern", None)
-    return getattr(pattern, "has_single_output_node", True) is not False
+    if getattr(pattern, "has_single_output_node", True) is False:
+        return False
+    try:
+        identifier = pattern.output_node.op_identifier()
+    except Exception:  # another onnxscript's internals: keep the rule
+        return True
+    return identifier is None or (_domain(identifier[0]), identifier[1]) in present
+
+
+def _domain(domain: str) -> str:
+    return "" if domain == "ai.onnx" else domain
 
 
 def _infer_shapes(model: ir.Model) -> None:
@@ -197,13 +217,11 @@ class Reference:
 
 def validity_problems(model: ir.Model) -> tuple[str | None, str | None]:
     """Why the onnx checker, and why an onnxruntime session, reject ``model`` (None when they
-    accept it). Weights are given as typed inputs, so nothing large is copied."""
+    accept it). They see its skeleton (:mod:`optimizer.skeleton`): weights as typed inputs,
+    nothing large copied or read."""
     import onnxruntime as ort
 
-    copy = model.clone()
-    move_to_inputs(copy.graph, [value.name for value in copy.graph.initializers.values() if _is_weight(value)])
-    ir.external_data.load_to_model(copy)
-    proto = ir.serde.serialize_model(copy)
+    proto = skeleton_proto(model)
     problems = []
     try:
         onnx.checker.check_model(proto)
