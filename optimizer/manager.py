@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
 
@@ -51,6 +52,7 @@ class RunResult:
     model: ir.Model
     records: list[PassRecord]
     rounds: int
+    skeleton: onnx.ModelProto | None = None  # the model's, as the checker saw it at the end (for the save)
 
 
 def check_conflicts(names: list[str]) -> None:
@@ -195,20 +197,23 @@ class PassManager:
                 )
             seen[state] = rounds
         result = list(records.values())
+        skeleton = None
         if any(record.changes for record in result):
             result.append(cleanup(model))
             if not careful:
-                self._accept(model)
-        return RunResult(model, result, rounds)
+                skeleton = self._accept(model)
+        return RunResult(model, result, rounds, skeleton)
 
-    def _accept(self, model: ir.Model) -> None:
-        """Raise :class:`_CarefulRun` unless the checker and ``finalize`` take the end result."""
+    def _accept(self, model: ir.Model) -> onnx.ModelProto:
+        """The skeleton the checker took; raise :class:`_CarefulRun` unless the checker and
+        ``finalize`` take the end result."""
         try:
-            check_model(model)
+            skeleton = check_model(model)
             if self.finalize is not None:
                 self.finalize(model.clone())
         except Exception as exc:  # whichever pass caused it, the careful run finds it
             raise _CarefulRun from exc
+        return skeleton
 
     def _run_in_place(self, pass_: Pass, model: ir.Model, record: PassRecord, *, first: bool
                       ) -> tuple[ir.Model, bool]:

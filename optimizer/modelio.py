@@ -128,7 +128,13 @@ def check_external_data(proto: onnx.ModelProto, folder: Path) -> bool:
     return external
 
 
-def save_model(model: ir.Model, path: str | os.PathLike, *, external_data: bool | None = None) -> list[Path]:
+def save_model(
+    model: ir.Model,
+    path: str | os.PathLike,
+    *,
+    external_data: bool | None = None,
+    skeleton: onnx.ModelProto | None = None,
+) -> list[Path]:
     """Save ``model`` to ``path`` atomically and return the files written (the model first).
 
     Everything is written into a staging folder beside ``path`` (``.onnx-opt-<pid>-*``, removed
@@ -138,7 +144,9 @@ def save_model(model: ir.Model, path: str | os.PathLike, *, external_data: bool 
     to ``<name>.data`` when no such file exists, else to a new ``<name>.<random>.data``; the model
     that references it is renamed into place last, and only then is the data file the old model
     referenced removed (when onnx-opt named it). At every instant ``path`` is the old pair or the
-    new one. A symbolic link ``path`` is followed.
+    new one. A symbolic link ``path`` is followed. ``skeleton``: the model's, when the caller has
+    one made since the model last changed (:func:`check_model`'s); it is used up, and saves
+    serialising the graph again when the weights are written inline.
     """
     given = Path(path)
     path = Path(os.path.realpath(given))  # a symbolic link is followed: its file is replaced
@@ -164,8 +172,9 @@ def save_model(model: ir.Model, path: str | os.PathLike, *, external_data: bool 
             old_data.discard(folder / name)
             written.append((folder if given.is_symlink() else given.parent) / name)
         else:
+            inline = _with_inline_weights(model)
             with open(staged, "wb") as file:
-                write_model(_with_inline_weights(model), file)
+                write_model(inline, file, skeleton if inline is model else None)
         replace_atomic(staged, path)
     for data in old_data:
         with contextlib.suppress(OSError):  # the new pair is in place: a leftover is no failure
@@ -275,14 +284,17 @@ def is_data_name(model: Path, data: Path) -> bool:
     return data.parent == model.parent and re.fullmatch(pattern, data.name) is not None
 
 
-def check_model(model: ir.Model) -> None:
-    """Run the onnx checker on ``model``; raise ``onnx.checker.ValidationError`` if it fails.
+def check_model(model: ir.Model) -> onnx.ModelProto:
+    """Run the onnx checker on ``model``; raise ``onnx.checker.ValidationError`` if it fails, else
+    return the skeleton it checked (which :func:`save_model` can write the model from).
 
     The checker sees the model's skeleton (:mod:`optimizer.skeleton`): the large weights of the
     main graph are checked as typed inputs, so nothing of their data is copied or read, whatever
     their size or location.
     """
-    onnx.checker.check_model(skeleton_proto(model))
+    skeleton = skeleton_proto(model)
+    onnx.checker.check_model(skeleton)
+    return skeleton
 
 
 def has_external_data(model: ir.Model) -> bool:

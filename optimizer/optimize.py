@@ -182,7 +182,8 @@ def _optimize(options: OptimizeOptions, progress: Callable[[str], None] | None, 
     run = manager.run(model, restart=lambda: _upgrade(start.clone() if options.verify else _reloaded(options), options))
     model, records = run.model, run.records
     lap("passes")
-    model = _downgrade(model, options)
+    if options.opset is not None and options.opset < model_opset(model):
+        model, run.skeleton = _downgrade(model, options), None
     lap("opset")
 
     checked: Verification | None = None
@@ -206,7 +207,8 @@ def _optimize(options: OptimizeOptions, progress: Callable[[str], None] | None, 
     accepted = checked is None or checked.ok or bool(expected)
     if output is not None and not options.dry_run and accepted:
         say("saving")
-        written = [str(path) for path in save_model(model, output, external_data=external or None)]
+        skeleton = run.skeleton if model is run.model else None  # checked, and unchanged since
+        written = [str(path) for path in save_model(model, output, external_data=external or None, skeleton=skeleton)]
         lap("save")
     return OptimizeReport(
         input=str(options.input),

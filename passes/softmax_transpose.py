@@ -98,7 +98,7 @@ class SoftmaxTranspose(NodePass):
             reason = _flattening_problem(dims, p, axis, new_axis, opset, saved)
             if reason:
                 return Skip(label, reason if dims is not None else ctx.unknown_shape(reason, model))
-        replacement = ir.node(node.op_type, [x], {"axis": new_axis}, name=node.name)
+        replacement = ir.Node("", node.op_type, [x], [ir.AttrInt64("axis", new_axis)], name=node.name)
         replace_nodes([first, node, last], [replacement], last.outputs[0], replacement.outputs[0])
         same = getattr(self, "_same_dims", {})
         same[replacement.outputs[0]] = same.get(x, x)  # one step to a value inference knows
