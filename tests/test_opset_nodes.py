@@ -189,3 +189,12 @@ def test_walk_visits_what_onnx_irs_iterator_visits_in_its_order():
     model = ir.serde.deserialize_model(helper.make_model(graph, opset_imports=list(proto.opset_import), ir_version=8))
     expected = list(ir.traversal.RecursiveGraphIterator(model.graph))
     assert list(walk(model.graph)) == expected and len(expected) > 4
+
+
+def test_the_graph_holders_are_the_default_domain_operators_with_graph_attributes():
+    from optimizer.graph_walk import GRAPH_HOLDERS
+
+    graphs = (onnx.defs.OpSchema.AttrType.GRAPH, onnx.defs.OpSchema.AttrType.GRAPHS)
+    holders = {schema.name for schema in onnx.defs.get_all_schemas_with_history()
+               if schema.domain in ("", "ai.onnx") and any(a.type in graphs for a in schema.attributes.values())}
+    assert holders == GRAPH_HOLDERS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import traceback
 
@@ -50,9 +51,16 @@ cli.add_command(batch_command)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the CLI and turn every error into an exit status."""
+    """Console-script entry point: run the CLI and turn every error into an exit status.
+
+    The process ends right after: what the command built is frozen out of the garbage
+    collector's sight first, which spares the interpreter's last collection over it (a second
+    or so on a graph of 100k nodes, for nothing).
+    """
     args = sys.argv[1:] if argv is None else argv
-    sys.exit(run(args))
+    status = run(args)
+    gc.freeze()
+    sys.exit(status)
 
 
 def run(args: list[str]) -> int:

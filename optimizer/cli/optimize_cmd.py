@@ -21,6 +21,7 @@ from optimizer.cli.console import (
 )
 from optimizer.cli.options import input_shape_option, pipeline_options, verify_shape_option
 from optimizer.cli.passes_cmd import warn_about_plugins
+from optimizer.gc_pause import paused_gc
 
 
 @click.command("optimize")
@@ -126,12 +127,13 @@ def optimize_command(
     if plan_path is not None:
         options = _replay(plan_path, model, options)
     warn_about_plugins()
-    with progress() as say:
-        result = optimize(options, say)
-    if report is not None:
-        write_json(report, result.to_dict())
-    if not settings().quiet:
-        print_summary(result, options.explain)
+    with paused_gc():  # until the summary is out: then the command ends, and main() skips the last collection
+        with progress() as say:
+            result = optimize(options, say)
+        if report is not None:
+            write_json(report, result.to_dict())
+        if not settings().quiet:
+            print_summary(result, options.explain)
     failed = result.verification is not None and not result.verification.ok and not result.expected_differences
     if strict and result.problems() and not failed:
         for record in result.problems():
