@@ -34,8 +34,9 @@ __all__ = ["IRPass", "wrap_ir_pass"]
 class IRPass(Pass):
     """Runs ``ir_pass`` (an onnx-ir pass class, or a function returning a pass) on the model.
 
-    A failed ``requires`` / ``ensures`` of the onnx-ir pass skips the pass with the reason; when it
-    reports ``modified`` that is one Change saying how the counts moved and which nodes are gone.
+    A failed ``requires`` of the onnx-ir pass skips the pass with the reason (a failed ``ensures``
+    comes after an in-place pass changed the model: it fails the pass); when it reports
+    ``modified`` that is one Change saying how the counts moved and which nodes are gone.
     In-place and functional passes alike: the model it returns is the result.
     """
 
@@ -49,7 +50,9 @@ class IRPass(Pass):
             outcome = instance(model)
         except ir.passes.InvariantError as exc:  # PreconditionError or PostconditionError
             cause = f": {error_line(exc.__cause__)}" if exc.__cause__ is not None else ""
-            raise SkipPass(f"{error_line(exc)}{cause}") from exc
+            if isinstance(exc, ir.passes.PreconditionError):  # before the pass touched the model
+                raise SkipPass(f"{error_line(exc)}{cause}") from exc
+            raise type(exc)(f"{error_line(exc)}{cause}") from exc  # after: the pass failed
         result = PassResult(outcome.model)
         if outcome.modified:
             after = _counts(outcome.model)

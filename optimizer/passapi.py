@@ -237,7 +237,9 @@ def unique_name(base: str, taken: set[str]) -> str:
 
 
 class SkipPass(Exception):  # noqa: N818 - it is a signal, not an error
-    """Raise from ``run`` to skip the whole pass with a reason (e.g. a tool it wraps failed)."""
+    """Raise from ``run``, before changing the model, to skip the whole pass with a reason (e.g. a
+    tool it wraps failed). The manager goes on with the model as it is; any other exception makes
+    it run the pipeline again from a fresh model, without the pass."""
 
 
 @dataclass

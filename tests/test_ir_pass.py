@@ -97,8 +97,11 @@ class BrokenPromise(CommonSubexpressionEliminationPass):
         raise ValueError("one Relu too many")
 
 
-def test_a_postcondition_failure_skips_the_pass_with_the_reason():
+def test_a_postcondition_failure_fails_the_pass_and_undoes_it():
+    """The post-condition is checked after the in-place pass changed the model: that is no skip."""
     wrapped = wrap_ir_pass(BrokenPromise, name="cse-broken", summary="CSE that breaks its promise")
-    [record] = run(wrapped, twin_relus()).records
-    assert record.status == "skipped"
-    assert record.reason == "Post-condition for pass 'BrokenPromise' failed: one Relu too many"
+    run_result = run(wrapped, twin_relus())
+    [record] = run_result.records
+    assert record.status == "failed"
+    assert record.reason == "PostconditionError: Post-condition for pass 'BrokenPromise' failed: one Relu too many"
+    assert [node.op_type for node in run_result.model.graph] == ["Relu", "Relu", "Add"]
