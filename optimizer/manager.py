@@ -180,8 +180,7 @@ class PassManager:
                 if record.status in (FAILED, SKIPPED):
                     continue
                 self.progress(f"{name}" + (f" (round {rounds})" if rounds > 1 else ""))
-                run_one = self._run_careful if careful else self._run_in_place
-                model, modified = run_one(self.passes[name], model, record, first=rounds == 1)
+                model, modified = self._run_one(self.passes[name], model, record, first=rounds == 1, careful=careful)
                 if modified:
                     changed_in[-1].append(name)
             if not changed_in[-1]:
@@ -215,9 +214,11 @@ class PassManager:
             raise _CarefulRun from exc
         return skeleton
 
-    def _run_in_place(self, pass_: Pass, model: ir.Model, record: PassRecord, *, first: bool
-                      ) -> tuple[ir.Model, bool]:
-        """Run ``pass_`` on ``model`` itself; a pass that raises (not ``SkipPass``) raises :class:`_CarefulRun`."""
+    def _run_one(self, pass_: Pass, model: ir.Model, record: PassRecord, *, first: bool, careful: bool
+                 ) -> tuple[ir.Model, bool]:
+        """Run ``pass_``: carefully on a clone of ``model`` whose result is checked (``model`` is
+        kept when either fails), else on ``model`` itself, where a pass that raises (not
+        ``SkipPass``) raises :class:`_CarefulRun`."""
         nodes_before = self._nodes
         if first:
             record.nodes_before = nodes_before
@@ -226,50 +227,23 @@ class PassManager:
             record.status, record.reason, record.nodes_after = SKIPPED, reason, nodes_before
             return model, False
         self.ctx.forget()
-        self.ctx.explain = False
+        self.ctx.explain = careful and first and pass_.name == self.explain
         started = time.perf_counter()
         try:
-            result = pass_.run(model, self.ctx)
+            result = pass_.run(model.clone() if careful else model, self.ctx)
             if result.modified:
                 sort_graphs(result.model)
-        except SkipPass as exc:
-            record.seconds += time.perf_counter() - started
-            record.status, record.reason, record.nodes_after = SKIPPED, str(exc), nodes_before
-            return model, False
-        except Exception as exc:  # the model may be half rewritten
-            raise _CarefulRun from exc
-        record.seconds += time.perf_counter() - started
-        _merge(record, result)
-        if result.modified:
-            self._nodes = count_nodes(result.model)
-        record.nodes_after = self._nodes
-        return result.model, result.modified
-
-    def _run_careful(self, pass_: Pass, model: ir.Model, record: PassRecord, *, first: bool
-                     ) -> tuple[ir.Model, bool]:
-        """Run ``pass_`` on a clone of ``model``, then check its result; keep ``model`` if either fails."""
-        nodes_before = self._nodes
-        if first:
-            record.nodes_before = nodes_before
-        reason = pass_.requires.unmet(model, self.ctx)
-        if reason is not None:
-            record.status, record.reason, record.nodes_after = SKIPPED, reason, nodes_before
-            return model, False
-        self.ctx.forget()
-        self.ctx.explain = first and pass_.name == self.explain
-        started = time.perf_counter()
-        try:
-            result = pass_.run(model.clone(), self.ctx)
-            if result.modified:
-                sort_graphs(result.model)
-                check_model(result.model)
-                if self._finalizable and self.finalize is not None:
-                    self.finalize(result.model.clone())
+                if careful:
+                    check_model(result.model)
+                    if self._finalizable and self.finalize is not None:
+                        self.finalize(result.model.clone())
         except SkipPass as exc:
             record.seconds += time.perf_counter() - started
             record.status, record.reason, record.nodes_after = SKIPPED, str(exc), nodes_before
             return model, False
         except Exception as exc:  # a broken pass must not stop the pipeline
+            if not careful:  # the model may be half rewritten
+                raise _CarefulRun from exc
             record.seconds += time.perf_counter() - started
             record.status, record.reason = FAILED, f"{type(exc).__name__}: {error_line(exc)}"
             record.nodes_after = nodes_before
