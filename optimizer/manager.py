@@ -13,6 +13,7 @@ from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
 
 from optimizer.errors import UserError, error_line
 from optimizer.gc_pause import paused_gc
+from optimizer.graph_walk import own_subgraphs
 from optimizer.modelio import check_model
 from optimizer.pass_options import build_options, option_values
 from optimizer.passapi import Pass, PassContext, PassResult, SkipPass, iter_nodes, reported_verdicts
@@ -301,11 +302,8 @@ def is_sorted(model: ir.Model) -> bool:
                 producer = None if value is None else value.producer()
                 if producer is not None and producer not in seen:
                     return False
-            for attr in node.attributes.values():
-                if attr.type == ir.AttributeType.GRAPH and not sorted_graph(attr.value):
-                    return False
-                if attr.type == ir.AttributeType.GRAPHS and not all(sorted_graph(sub) for sub in attr.value):
-                    return False
+            if not all(sorted_graph(sub) for sub in own_subgraphs(node)):
+                return False
             seen.add(node)
         return True
 

@@ -44,8 +44,9 @@ def load_model_and_skeleton(path: str | os.PathLike) -> tuple[ir.Model, onnx.Mod
     serialising it again."""
     path = Path(path)
     proto = load_proto(path)
-    check_supported(proto, path)
-    external = check_external_data(proto, path.parent)
+    graphs = list(_all_graphs(proto))
+    check_supported(proto, path, graphs)
+    external = check_external_data(proto, path.parent, graphs)
     skeleton = proto_skeleton(proto)
     try:
         onnx.checker.check_model(skeleton)  # the graph: no weight is copied or read again
@@ -74,10 +75,10 @@ def load_proto(path: Path) -> onnx.ModelProto:
     return proto
 
 
-def check_supported(proto: onnx.ModelProto, path: Path) -> None:
+def check_supported(proto: onnx.ModelProto, path: Path, graphs: list[onnx.GraphProto]) -> None:
     """Refuse what onnx-ir and onnxruntime cannot take: sparse initializers and sparse tensor
-    attributes (anywhere), and negative dims in the declared shapes of the main graph's inputs."""
-    graphs = list(_all_graphs(proto))
+    attributes (anywhere), and negative dims in the declared shapes of the main graph's inputs.
+    ``graphs`` are the proto's (:func:`_all_graphs`)."""
     for graph in graphs:
         for sparse in graph.sparse_initializer:
             raise UserError(
@@ -100,12 +101,12 @@ def check_supported(proto: onnx.ModelProto, path: Path) -> None:
                 )
 
 
-def check_external_data(proto: onnx.ModelProto, folder: Path) -> bool:
+def check_external_data(proto: onnx.ModelProto, folder: Path, graphs: list[onnx.GraphProto]) -> bool:
     """Refuse external-data locations outside ``folder``, and missing or short data files; say
-    whether the model has any external tensor."""
+    whether the model has any external tensor. ``graphs`` are the proto's (:func:`_all_graphs`)."""
     root = folder.resolve()
     external = False
-    for tensor in _all_tensors(proto):
+    for tensor in _all_tensors(proto, graphs):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         external = True
@@ -246,7 +247,7 @@ def referenced_files(path: str | os.PathLike) -> list[Path]:
     except Exception:  # not a model: it references nothing
         return []
     files = []
-    for tensor in _all_tensors(proto):
+    for tensor in _all_tensors(proto, list(_all_graphs(proto))):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
             data = Path(os.path.realpath(path.parent / location)) if location and not os.path.isabs(location) else None
@@ -369,8 +370,7 @@ def _all_nodes(proto: onnx.ModelProto, graphs: list[onnx.GraphProto]) -> Iterato
         yield from graph.node
 
 
-def _all_tensors(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
-    graphs = list(_all_graphs(proto))
+def _all_tensors(proto: onnx.ModelProto, graphs: list[onnx.GraphProto]) -> Iterator[onnx.TensorProto]:
     for graph in graphs:
         yield from graph.initializer
         yield from (sparse.values for sparse in graph.sparse_initializer)

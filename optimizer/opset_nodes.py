@@ -58,7 +58,7 @@ def convert_nodes(
     for node in nodes:
         form_of.append(forms.setdefault(_form(node, shapes, types), len(samples)))
         if form_of[-1] == len(samples):
-            samples.append(_alone(node, lambda value, name: _info(value, name, shapes, types)))
+            samples.append(_alone(node, len(samples), lambda value, name: _info(value, name, shapes, types)))
     given = _small_model(samples, opset, model.ir_version)
     converted = run_converter(given, target, "the model").graph
     groups = _groups(converted.node, len(samples))
@@ -83,43 +83,36 @@ def _untyped(value: ir.Value) -> bool:
     return value.type is None or value.shape is None
 
 
+def _tensor_type(value: ir.Value, shapes: dict[ir.Value, Dims], types: dict[ir.Value, int]
+                 ) -> tuple[int | None, Dims | None] | None:
+    """``value``'s element type and dims, its own or the inferred ones where it has none (the
+    converter infers shapes in the whole model before it adapts a node, and its adapters read
+    them); None for a value that is no tensor."""
+    if value.type is not None and not isinstance(value.type, ir.TensorType):
+        return None
+    dtype = value.dtype.value if value.dtype is not None else types.get(value)
+    if value.shape is None:
+        return dtype, shapes.get(value)
+    return dtype, tuple(dim if isinstance(dim, int) else dim.value for dim in value.shape)
+
+
 def _info(value: ir.Value, name: str, shapes: dict[ir.Value, Dims], types: dict[ir.Value, int]) -> onnx.ValueInfoProto:
-    """``value``'s type as ``name``: its own, or the inferred one where it has none (the converter
-    infers shapes in the whole model before it adapts a node, and its adapters read them)."""
-    inferred = value in shapes or value in types
-    if inferred and (value.type is None or (isinstance(value.type, ir.TensorType) and value.shape is None)):
-        dtype = value.dtype.value if value.dtype is not None else types.get(value, 0)
-        dims = shapes.get(value) if value.shape is None else [dim if isinstance(dim, int) else dim.value
-                                                               for dim in value.shape]
-        return onnx.helper.make_tensor_value_info(name, dtype, None if dims is None else list(dims))
-    return ir.serde.serialize_value(value, name=name)
+    """``value``'s type as the value ``name`` of the small model (:func:`_tensor_type`)."""
+    tensor = _tensor_type(value, shapes, types)
+    if tensor is None or tensor == (None, None):
+        return ir.serde.serialize_value(value, name=name)
+    dtype, dims = tensor
+    return onnx.helper.make_tensor_value_info(name, dtype or 0, None if dims is None else list(dims))
 
 
 @dataclass
 class Alone:
-    """A node on its own: its proto reading and writing graph values named by position only
-    (``PREFIX/iJ``, ``PREFIX/oK``), and those values' types."""
+    """A node on its own: its proto reading and writing graph values of its own
+    (``PREFIX index/iJ``, ``PREFIX index/oK``), and those values' types."""
 
     node: onnx.NodeProto
     inputs: list[onnx.ValueInfoProto]
     outputs: list[onnx.ValueInfoProto]
-
-    def numbered(self, index: int) -> Alone:
-        """A copy whose value names carry ``index`` (``PREFIX index/iJ``)."""
-        def name(old: str) -> str:
-            return old.replace(PREFIX, f"{PREFIX}{index}/", 1) if old else old
-
-        node = onnx.NodeProto()
-        node.CopyFrom(self.node)
-        node.input[:] = [name(value) for value in node.input]
-        node.output[:] = [name(value) for value in node.output]
-        infos = []
-        for info in (*self.inputs, *self.outputs):
-            copy = onnx.ValueInfoProto()
-            copy.CopyFrom(info)
-            copy.name = name(info.name)
-            infos.append(copy)
-        return Alone(node, infos[: len(self.inputs)], infos[len(self.inputs) :])
 
 
 def _form(node: ir.Node, shapes: dict[ir.Value, Dims], types: dict[ir.Value, int]) -> Hashable:
@@ -133,34 +126,26 @@ def _form(node: ir.Node, shapes: dict[ir.Value, Dims], types: dict[ir.Value, int
         elif not isinstance(value, int | float | str):
             return node
         attributes.append((name, attr.type, value))
-    inputs = tuple(None if value is None else _type_key(value, shapes, types) for value in node.inputs)
+    inputs = tuple(None if value is None else _tensor_type(value, shapes, types) or str(value.type)
+                   for value in node.inputs)
     outputs = tuple(value.name == "" for value in node.outputs)
     return node.op_type, node.domain, node.overload, tuple(attributes), inputs, outputs
 
 
-def _type_key(value: ir.Value, shapes: dict[ir.Value, Dims], types: dict[ir.Value, int]) -> Hashable:
-    """The type :func:`_info` gives ``value``, as a key."""
-    if value.type is not None and not isinstance(value.type, ir.TensorType):
-        return str(value.type)
-    dtype = value.dtype.value if value.dtype is not None else types.get(value)
-    if value.shape is None:
-        return dtype, shapes.get(value)
-    return dtype, tuple(dim if isinstance(dim, int) else dim.value for dim in value.shape)
-
-
-def _alone(node: ir.Node, info: Callable[[ir.Value, str], onnx.ValueInfoProto]) -> Alone:
-    """``node`` on its own, its values typed by ``info``; without its name and doc string."""
+def _alone(node: ir.Node, index: int, info: Callable[[ir.Value, str], onnx.ValueInfoProto]) -> Alone:
+    """``node`` on its own as the ``index``-th sample, its values typed by ``info``; without its
+    name and doc string."""
     proto = ir.serde.serialize_node(node)
     proto.name, proto.doc_string = "", ""
     del proto.input[:], proto.output[:]
     inputs, outputs = [], []
     for position, value in enumerate(node.inputs):
-        name = "" if value is None else f"{PREFIX}i{position}"
+        name = "" if value is None else f"{PREFIX}{index}/i{position}"
         proto.input.append(name)
         if value is not None:
             inputs.append(info(value, name))
     for position, value in enumerate(node.outputs):
-        name = f"{PREFIX}o{position}" if value.name != "" else ""
+        name = f"{PREFIX}{index}/o{position}" if value.name != "" else ""
         proto.output.append(name)
         if name:
             outputs.append(ir.serde.serialize_value(value, name=name))
@@ -168,13 +153,12 @@ def _alone(node: ir.Node, info: Callable[[ir.Value, str], onnx.ValueInfoProto]) 
 
 
 def _small_model(samples: list[Alone], opset: int, ir_version: int) -> onnx.ModelProto:
-    """A model of the sample nodes side by side, sample ``i``'s values named ``PREFIX i/...``."""
+    """A model of the sample nodes side by side."""
     graph = onnx.GraphProto(name="nodes")
-    for index, sample in enumerate(samples):
-        numbered = sample.numbered(index)
-        graph.node.append(numbered.node)
-        graph.input.extend(numbered.inputs)
-        graph.output.extend(numbered.outputs)
+    for sample in samples:
+        graph.node.append(sample.node)
+        graph.input.extend(sample.inputs)
+        graph.output.extend(sample.outputs)
     return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)], ir_version=ir_version)
 
 

@@ -19,6 +19,7 @@ import onnx
 import onnx_ir as ir
 
 from optimizer.errors import UserError
+from optimizer.graph_walk import own_subgraphs
 from optimizer.opset_nodes import convert_nodes, run_converter
 from optimizer.opset_schema import since_version
 from optimizer.opset_steps import converter_changes
@@ -45,7 +46,7 @@ def convert_graph_up(
     hidden = _hide_resizes(model.graph, opset, target)
     changing = [node for node in walk(model.graph) if converter_changes(node, opset, target)]
     result = model
-    if any(_has_subgraph(node) for node in changing) or not convert_nodes(model, changing, opset, target, skeleton):
+    if any(own_subgraphs(node) for node in changing) or not convert_nodes(model, changing, opset, target, skeleton):
         result = _convert_whole(model, target, hidden)
     placeholders.swap_in(all_graphs(result))
     if hidden:
@@ -67,10 +68,6 @@ def _convert_whole(model: ir.Model, target: int, hidden: bool) -> ir.Model:
     for function in model.functions.values():
         result.functions[function.identifier()] = function
     return result
-
-
-def _has_subgraph(node: ir.Node) -> bool:
-    return any(attr.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for attr in node.attributes.values())
 
 
 def convert_function_up(function: ir.Function, opset: int, target: int, placeholders: Placeholders) -> ir.Function:

@@ -182,8 +182,9 @@ def _optimize(options: OptimizeOptions, progress: Callable[[str], None] | None, 
     run = manager.run(model, restart=lambda: _upgrade(start.clone() if options.verify else _reloaded(options), options))
     model, records = run.model, run.records
     lap("passes")
+    skeleton = run.skeleton  # the checker's, of run.model as it is now
     if options.opset is not None and options.opset < model_opset(model):
-        model, run.skeleton = _downgrade(model, options), None
+        model, skeleton = _downgrade(model, options), None
     lap("opset")
 
     checked: Verification | None = None
@@ -207,7 +208,7 @@ def _optimize(options: OptimizeOptions, progress: Callable[[str], None] | None, 
     accepted = checked is None or checked.ok or bool(expected)
     if output is not None and not options.dry_run and accepted:
         say("saving")
-        skeleton = run.skeleton if model is run.model else None  # checked, and unchanged since
+        skeleton = skeleton if model is run.model else None  # not after the culprit search
         written = [str(path) for path in save_model(model, output, external_data=external or None, skeleton=skeleton)]
         lap("save")
     return OptimizeReport(
