@@ -332,12 +332,29 @@ def _merge(record: PassRecord, result: PassResult) -> None:
         record.status = CHANGED
 
 
+def nothing_unused(model: ir.Model) -> bool:
+    """Whether onnx-ir's RemoveUnusedNodesPass would leave ``model`` as it is, told without the
+    schema it reads for every node: every output of every node (in every scope) is used or an
+    output of its graph, no node ends in an empty input, there is no BatchNormalization (whose
+    ``training_mode`` it may drop), and every main-graph initializer is used, an input or an output."""
+    for node in iter_nodes(model):
+        if node.op_type == "BatchNormalization" or (node.inputs and node.inputs[-1] is None):
+            return False
+        for output in node.outputs:
+            if not output.uses() and not output.is_graph_output():
+                return False
+    return all(
+        value.uses() or value.is_graph_input() or value.is_graph_output() for value in model.graph.initializers.values()
+    )
+
+
 def cleanup(model: ir.Model) -> PassRecord:
     """Remove dead nodes and initializers and sort topologically; recorded as a pass."""
     record = PassRecord("cleanup", nodes_before=count_nodes(model))
     started = time.perf_counter()
     initializers = len(model.graph.initializers)
-    RemoveUnusedNodesPass()(model)
+    if not nothing_unused(model):
+        RemoveUnusedNodesPass()(model)
     sort_graphs(model)
     record.nodes_after = count_nodes(model)
     record.changes = record.matches = (

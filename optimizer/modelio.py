@@ -8,6 +8,7 @@ import re
 import secrets
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +45,9 @@ def load_model_and_skeleton(path: str | os.PathLike) -> tuple[ir.Model, onnx.Mod
     serialising it again."""
     path = Path(path)
     proto = load_proto(path)
-    graphs = list(_all_graphs(proto))
-    check_supported(proto, path, graphs)
-    external = check_external_data(proto, path.parent, graphs)
+    parts = proto_parts(proto)
+    check_supported(proto, path, parts)
+    external = check_external_data(path.parent, parts)
     skeleton = proto_skeleton(proto)
     try:
         onnx.checker.check_model(skeleton)  # the graph: no weight is copied or read again
@@ -75,17 +76,17 @@ def load_proto(path: Path) -> onnx.ModelProto:
     return proto
 
 
-def check_supported(proto: onnx.ModelProto, path: Path, graphs: list[onnx.GraphProto]) -> None:
+def check_supported(proto: onnx.ModelProto, path: Path, parts: ProtoParts) -> None:
     """Refuse what onnx-ir and onnxruntime cannot take: sparse initializers and sparse tensor
     attributes (anywhere), and negative dims in the declared shapes of the main graph's inputs.
-    ``graphs`` are the proto's (:func:`_all_graphs`)."""
-    for graph in graphs:
+    ``parts`` are the proto's (:func:`proto_parts`)."""
+    for graph in parts.graphs:
         for sparse in graph.sparse_initializer:
             raise UserError(
                 f"{path}: '{sparse.values.name}' is a sparse initializer, which onnx-opt cannot load; "
                 "store it as a dense initializer"
             )
-    for node, attr in _attributes(_all_nodes(proto, graphs), _SPARSE):
+    for node, attr in parts.sparse:
         if attr.HasField("sparse_tensor") or len(attr.sparse_tensors):
             raise UserError(
                 f"{path}: node '{node.name}' ({node.op_type}) has a sparse tensor attribute '{attr.name}', "
@@ -101,12 +102,12 @@ def check_supported(proto: onnx.ModelProto, path: Path, graphs: list[onnx.GraphP
                 )
 
 
-def check_external_data(proto: onnx.ModelProto, folder: Path, graphs: list[onnx.GraphProto]) -> bool:
+def check_external_data(folder: Path, parts: ProtoParts) -> bool:
     """Refuse external-data locations outside ``folder``, and missing or short data files; say
-    whether the model has any external tensor. ``graphs`` are the proto's (:func:`_all_graphs`)."""
+    whether the model has any external tensor. ``parts`` are the model's (:func:`proto_parts`)."""
     root = folder.resolve()
     external = False
-    for tensor in _all_tensors(proto, graphs):
+    for tensor in parts.tensors:
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         external = True
@@ -149,38 +150,68 @@ def save_model(
     one made since the model last changed (:func:`check_model`'s); it is used up, and saves
     serialising the graph again when the weights are written inline.
     """
+    with staged_save(model, path, external_data=external_data, skeleton=skeleton) as staged:
+        return staged.commit()
+
+
+class StagedSave:
+    """A model written into a staging folder beside its output, not yet in place: ``model`` is
+    the staged file (its external data beside it), which can be read, e.g. by onnxruntime."""
+
+    def __init__(self, given: Path, path: Path, model: Path, data_name: str | None) -> None:
+        self.given, self.path, self.model, self.data_name = given, path, model, data_name
+        self.old_data = own_data_files(path)
+
+    def commit(self) -> list[Path]:
+        """Put the staged files in place, the model last, and return them (the model first)."""
+        written = [self.given]
+        folder = self.path.parent
+        if self.data_name is not None:
+            try:
+                place_new(self.model.parent / self.data_name, folder / self.data_name)
+            except FileExistsError:
+                raise UserError(
+                    f"{folder / self.data_name} appeared while saving (another process writing {self.path}?); "
+                    "nothing was replaced"
+                ) from None
+            self.old_data.discard(folder / self.data_name)
+            written.append((folder if self.given.is_symlink() else self.given.parent) / self.data_name)
+        replace_atomic(self.model, self.path)
+        for data in self.old_data:
+            with contextlib.suppress(OSError):  # the new pair is in place: a leftover is no failure
+                data.unlink(missing_ok=True)
+        return written
+
+
+@contextlib.contextmanager
+def staged_save(
+    model: ir.Model,
+    path: str | os.PathLike,
+    *,
+    external_data: bool | None = None,
+    skeleton: onnx.ModelProto | None = None,
+) -> Iterator[StagedSave]:
+    """Write ``model`` for ``path`` as :func:`save_model` does, but put it in place only when the
+    caller calls ``commit()`` on what this yields; on leaving, whatever is still staged is removed."""
     given = Path(path)
     path = Path(os.path.realpath(given))  # a symbolic link is followed: its file is replaced
     check_output(path)
     folder = path.parent
     if external_data is None:
         external_data = has_external_data(model) or weight_bytes(model) > EXTERNAL_DATA_THRESHOLD
-    old_data = own_data_files(path)
-    written = [given]
     with staging_folder(folder, STAGING_PREFIX) as tmp:
         staged = tmp / path.name
+        name = None
         if external_data:
             name = path.name + ".data"
             if os.path.lexists(folder / name):
                 name = f"{path.name}.{secrets.token_hex(4)}.data"
             ir.save(model, staged, external_data=name, size_threshold_bytes=EXTERNAL_TENSOR_MIN_BYTES)
-            try:
-                place_new(tmp / name, folder / name)
-            except FileExistsError:
-                raise UserError(
-                    f"{folder / name} appeared while saving (another process writing {path}?); nothing was replaced"
-                ) from None
-            old_data.discard(folder / name)
-            written.append((folder if given.is_symlink() else given.parent) / name)
         else:
             inline = _with_inline_weights(model)
             with open(staged, "wb") as file:
                 write_model(inline, file, skeleton if inline is model else None)
-        replace_atomic(staged, path)
-    for data in old_data:
-        with contextlib.suppress(OSError):  # the new pair is in place: a leftover is no failure
-            data.unlink(missing_ok=True)
-    return written
+        yield StagedSave(given, path, staged, name)
 
 
 def check_output(path: str | os.PathLike, option: str = "-o") -> None:
@@ -247,7 +278,7 @@ def referenced_files(path: str | os.PathLike) -> list[Path]:
     except Exception:  # not a model: it references nothing
         return []
     files = []
-    for tensor in _all_tensors(proto, list(_all_graphs(proto))):
+    for tensor in proto_parts(proto).tensors:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
             data = Path(os.path.realpath(path.parent / location)) if location and not os.path.isabs(location) else None
@@ -338,46 +369,47 @@ _TENSORS = (_A.TENSOR, _A.TENSORS, _A.UNDEFINED)
 _SPARSE = (_A.SPARSE_TENSOR, _A.SPARSE_TENSORS, _A.UNDEFINED)
 
 
-def _all_graphs(proto: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
-    """The main graph and every subgraph of a node attribute (in functions too)."""
-    pending = [proto.graph, *_attribute_graphs(node for function in proto.functions for node in function.node)]
-    while pending:
-        graph = pending.pop()
-        yield graph
-        pending.extend(_attribute_graphs(graph.node))
+@dataclass
+class ProtoParts:
+    """What the load's checks look at in a ModelProto: every graph (the main one first, then every
+    subgraph of a node attribute, in functions too), every tensor (initializers, the values of
+    sparse initializers, tensor attributes) and every sparse tensor attribute with its node."""
+
+    graphs: list[onnx.GraphProto] = field(default_factory=list)
+    tensors: list[onnx.TensorProto] = field(default_factory=list)
+    sparse: list[tuple[onnx.NodeProto, onnx.AttributeProto]] = field(default_factory=list)
 
 
-def _attribute_graphs(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.GraphProto]:
-    for _, attr in _attributes(nodes, _SUBGRAPHS):
-        if attr.HasField("g"):
-            yield attr.g
-        yield from attr.graphs
+def proto_parts(proto: onnx.ModelProto) -> ProtoParts:
+    """The :class:`ProtoParts` of ``proto``, from one walk over every node's attributes, told
+    apart by type (fast on 100k nodes; an untyped attribute may hold anything)."""
+    parts = ProtoParts()
+    pending = [proto.graph]
 
+    def visit(nodes: Iterable[onnx.NodeProto]) -> None:
+        for node in nodes:
+            for attr in node.attribute:
+                kind = attr.type
+                if kind in _SUBGRAPHS:
+                    if attr.HasField("g"):
+                        pending.append(attr.g)
+                    pending.extend(attr.graphs)
+                if kind in _TENSORS:
+                    if attr.HasField("t"):
+                        parts.tensors.append(attr.t)
+                    parts.tensors.extend(attr.tensors)
+                if kind in _SPARSE:
+                    parts.sparse.append((node, attr))
 
-def _attributes(nodes: Iterable[onnx.NodeProto], kinds: tuple[int, ...]) -> Iterator[tuple[onnx.NodeProto, _A]]:
-    """The attributes of ``nodes`` whose type is one of ``kinds`` (by type: fast on 100k nodes)."""
-    for node in nodes:
-        for attr in node.attribute:
-            if attr.type in kinds:
-                yield node, attr
-
-
-def _all_nodes(proto: onnx.ModelProto, graphs: list[onnx.GraphProto]) -> Iterator[onnx.NodeProto]:
-    """Every node of ``proto``'s functions and of ``graphs`` (its :func:`_all_graphs`)."""
     for function in proto.functions:
-        yield from function.node
-    for graph in graphs:
-        yield from graph.node
-
-
-def _all_tensors(proto: onnx.ModelProto, graphs: list[onnx.GraphProto]) -> Iterator[onnx.TensorProto]:
-    for graph in graphs:
-        yield from graph.initializer
-        yield from (sparse.values for sparse in graph.sparse_initializer)
-    for _, attr in _attributes(_all_nodes(proto, graphs), _TENSORS):
-        if attr.HasField("t"):
-            yield attr.t
-        yield from attr.tensors
+        visit(function.node)
+    while pending:
+        graph = pending.pop(0)
+        parts.graphs.append(graph)
+        parts.tensors.extend(graph.initializer)
+        parts.tensors.extend(sparse.values for sparse in graph.sparse_initializer)
+        visit(graph.node)
+    return parts
 
 
 def _tensor_nbytes(tensor: onnx.TensorProto) -> int:

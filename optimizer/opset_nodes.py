@@ -65,18 +65,34 @@ def convert_nodes(
     if groups is None or len(converted.initializer):
         return False
     taken: set[str] | None = None  # every name of the model, once a node is replaced
+    unchanged = [made == [before] for made, before in zip(groups, given.graph.node, strict=False)]
+    kept = [_kept_attributes(made, before) for made, before in zip(groups, given.graph.node, strict=False)]
     for node, form in zip(nodes, form_of, strict=True):
-        made, before = groups[form], given.graph.node[form]
-        if len(made) == 1 and made[0] == before:
+        if unchanged[form]:
             continue
-        if len(made) == 1 and _same_wiring(made[0], before):
-            node.attributes.clear()
-            for attr in made[0].attribute:
-                node.attributes[attr.name] = ir.serde.deserialize_attribute(attr)
+        if kept[form] is not None:
+            _set_attributes(node, kept[form])
             continue
         taken = names_in(all_graphs(model)) if taken is None else taken
-        _replace(node, form, made, given.graph, taken)
+        _replace(node, form, groups[form], given.graph, taken)
     return True
+
+
+def _kept_attributes(made: list[onnx.NodeProto], before: onnx.NodeProto) -> list[ir.Attr] | None:
+    """The attributes the converter gave a form's node when it kept the node (the same operator
+    and wiring), read once for all the form's nodes; None when it made something else of it."""
+    if len(made) != 1 or not _same_wiring(made[0], before):
+        return None
+    return [ir.serde.deserialize_attribute(attr) for attr in made[0].attribute]
+
+
+def _set_attributes(node: ir.Node, attributes: list[ir.Attr]) -> None:
+    """Give ``node`` copies of ``attributes`` in place of its own."""
+    names = {attr.name for attr in attributes}
+    for name in [name for name in node.attributes if name not in names]:
+        del node.attributes[name]
+    for attr in attributes:
+        node.attributes[attr.name] = ir.Attr(attr.name, attr.type, attr.value, doc_string=attr.doc_string)
 
 
 def _untyped(value: ir.Value) -> bool:

@@ -67,8 +67,13 @@ def converter_changes(node: ir.Node, opset: int, target: int) -> bool:
     than relabel it (or fail on it: an operator onnx does not know counts as changed)."""
     if node.domain not in ("", "ai.onnx") or node.op_type in _LEFT_ALONE:
         return False
-    versions = _versions().get(node.op_type)
+    return _operator_changes(node.op_type, opset, target, compatible_steps())
+
+
+@cache
+def _operator_changes(op_type: str, opset: int, target: int, compatible: frozenset[tuple[str, int]]) -> bool:
+    """:func:`converter_changes` for a default-domain operator (the same for each of its nodes)."""
+    versions = _versions().get(op_type)
     if versions is None:
         return True
-    compatible = compatible_steps()
-    return any(step + 1 in versions and (node.op_type, step) not in compatible for step in range(opset, target))
+    return any(step + 1 in versions and (op_type, step) not in compatible for step in range(opset, target))

@@ -26,6 +26,7 @@ from optimizer.modelio import (
     load_model_and_skeleton,
     own_data_files,
     save_model,
+    staged_save,
 )
 from optimizer.opset import convert_opset, supported_opsets
 from optimizer.pass_options import resolve_settings
@@ -189,10 +190,23 @@ def _optimize(options: OptimizeOptions, progress: Callable[[str], None] | None, 
 
     checked: Verification | None = None
     expected: list[str] = []  # opt-in passes whose difference is reported, not a failure
+    written: list[str] = []
+    saving = output is not None and not options.dry_run
     if pending is not None:
         say("verifying with onnxruntime")
         verifier = pending.result()  # a UserError when onnxruntime cannot run the original
-        checked = verifier.check(model)
+        if saving:  # onnxruntime reads the staged output: the model is written once
+            lap("verify")
+            say("saving")
+            with staged_save(model, output, external_data=external or None, skeleton=skeleton) as staged:
+                lap("save")
+                checked = verifier.check(model, staged.model)
+                lap("verify")
+                if checked.ok:
+                    written = [str(path) for path in staged.commit()]
+            skeleton = None  # used up by the staged write
+        else:
+            checked = verifier.check(model)
         if not checked.ok and any(record.changes for record in records):
             say("finding the pass that broke the outputs")
             model, records = _drop_culprits(_upgrade(start.clone(), options), manager, verifier, records, options)
@@ -204,9 +218,8 @@ def _optimize(options: OptimizeOptions, progress: Callable[[str], None] | None, 
             notes.append(_unexplained_failure(start, verifier, options))
         lap("verify")
 
-    written: list[str] = []
     accepted = checked is None or checked.ok or bool(expected)
-    if output is not None and not options.dry_run and accepted:
+    if saving and accepted and not written:
         say("saving")
         skeleton = skeleton if model is run.model else None  # not after the culprit search
         written = [str(path) for path in save_model(model, output, external_data=external or None, skeleton=skeleton)]

@@ -128,9 +128,9 @@ def _load_entry_points() -> None:
     if _loaded:
         return
     _loaded = True
-    points = metadata.entry_points(group=ENTRY_POINT_GROUP)
     # Built-ins first, then plugins by distribution and name: a clash keeps the built-in.
-    for point in sorted(points, key=_entry_point_order):
+    points = sorted(entry_points_by_distribution(ENTRY_POINT_GROUP), key=lambda pair: pair[0] != OWN_DISTRIBUTION)
+    for _, point in points:
         try:
             loaded = point.load()
         except Exception as exc:
@@ -143,9 +143,18 @@ def _load_entry_points() -> None:
                 _warnings.append(f"pass plugin '{point.name}' is not a valid pass: {exc}")
 
 
-def _entry_point_order(point: metadata.EntryPoint) -> tuple[bool, str, str]:
-    dist = point.dist.name if point.dist is not None else ""
-    return (dist != OWN_DISTRIBUTION, dist, point.name)
+def entry_points_by_distribution(group: str) -> list[tuple[str, metadata.EntryPoint]]:
+    """The entry points of ``group``, each with its distribution's name, by that name and the
+    point's. Each distribution's metadata is read once (reading it is a millisecond or two, and
+    every point of a distribution would read it again)."""
+    names: dict[int, str] = {}
+    pairs = []
+    for point in metadata.entry_points(group=group):
+        dist = point.dist
+        if dist is not None and id(dist) not in names:
+            names[id(dist)] = dist.name
+        pairs.append((names[id(dist)] if dist is not None else "", point))
+    return sorted(pairs, key=lambda pair: (pair[0], pair[1].name))
 
 
 def _where(cls: type) -> str:

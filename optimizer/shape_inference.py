@@ -94,10 +94,10 @@ def _collect(
             shapes[value] = dims
         if info.type.tensor_type.elem_type:
             types[value] = info.type.tensor_type.elem_type
-    for node, node_proto in zip(graph, proto.node, strict=False):
-        if not own_subgraphs(node):
+    for index, node in enumerate(graph):  # the proto's nodes only where one holds a graph: a large
+        if not own_subgraphs(node):      # graph's protos are slow to step through
             continue
-        attrs = {attr.name: attr for attr in node_proto.attribute}
+        attrs = {attr.name: attr for attr in proto.node[index].attribute}
         for name, attr in node.attributes.items():
             if attr.type == ir.AttributeType.GRAPH and name in attrs:
                 _collect(attr.as_graph(), attrs[name].g, shapes, types, wanted)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import click
 
 from optimizer.errors import UserError
-from optimizer.registry import all_passes, get_pass, opt_in_reason
+from optimizer.registry import all_passes, entry_points_by_distribution, get_pass, opt_in_reason
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -252,8 +252,7 @@ def _plugin_points(path: tuple[str, ...]) -> tuple[metadata.EntryPoint, ...]:
     """The ``onnx_opt.targets`` entry points of the distributions on ``path`` (``sys.path``), by
     distribution and name: scanning every installed distribution is most of a lookup's time, so it
     is done once per search path."""
-    points = metadata.entry_points(group=ENTRY_POINT_GROUP)
-    return tuple(sorted(points, key=lambda p: (p.dist.name if p.dist is not None else "", p.name)))
+    return tuple(point for _, point in entry_points_by_distribution(ENTRY_POINT_GROUP))
 
 
 def _json_files(folder: Traversable, kind: str) -> Iterator[TargetFile]:

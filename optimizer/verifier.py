@@ -132,10 +132,12 @@ class Verifier:
             raise UserError(f"{where}onnxruntime cannot run the input model: {native_reason(exc)}") from None
         self.branches = BranchChecker(original, feeds.sets, rtol=rtol, atol=atol)
 
-    def check(self, model: ir.Model) -> Verification:
-        """Compare ``model`` with the original on every input set and both sides of every If."""
+    def check(self, model: ir.Model, saved: Path | None = None) -> Verification:
+        """Compare ``model`` with the original on every input set and both sides of every If;
+        ``saved``: ``model``'s file, when it has been written, which onnxruntime then reads."""
         outputs: list[OutputCheck] = []
-        for run, (expected, (actual, refusal)) in enumerate(zip(self.expected, self._runs(model), strict=True)):
+        runs = self._runs(model if saved is None else saved)
+        for run, (expected, (actual, refusal)) in enumerate(zip(self.expected, runs, strict=True)):
             for check in compare_outputs(expected, actual, self.rtol, self.atol):
                 check.run = run
                 if refusal and check.problem == MISSING:
@@ -146,8 +148,7 @@ class Verifier:
         shapes = [{name: list(np.shape(array)) for name, array in feed.items()} for feed in self.feeds.sets]
         return Verification(ok, outputs, shapes, self.feeds.source, self.feeds.shapes, branches)
 
-
-    def _runs(self, model: ir.Model) -> list[tuple[dict[str, Any], str | None]]:
+    def _runs(self, model: ir.Model | Path) -> list[tuple[dict[str, Any], str | None]]:
         """``model``'s outputs on each input set, with why it did not run ({} and the reason)."""
         try:
             with onnxruntime_runner(model) as run:  # one session for every input set

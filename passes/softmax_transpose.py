@@ -18,8 +18,8 @@ the rewrite ``y = Softmax(x, axis=p[a])`` is exact when:
 6. the three nodes lie in one scope (a Transpose of the main graph feeding a Softmax inside an
    If branch is left alone).
 
-Shape inference runs once per pass run, before any rewrite, so the output of each new Softmax
-is remembered as having the dims of its ``x`` for the candidates after it: a chain of
+Shape inference runs once per pass run, before any rewrite, so the output of each rewritten
+Softmax is remembered as having the dims of its ``x`` for the candidates after it: a chain of
 sandwiches is rewritten in one run, and a second run changes nothing.
 """
 
@@ -98,10 +98,13 @@ class SoftmaxTranspose(NodePass):
             reason = _flattening_problem(dims, p, axis, new_axis, opset, saved)
             if reason:
                 return Skip(label, reason if dims is not None else ctx.unknown_shape(reason, model))
-        replacement = ir.Node("", node.op_type, [x], [ir.AttrInt64("axis", new_axis)], name=node.name)
-        replace_nodes([first, node, last], [replacement], last.outputs[0], replacement.outputs[0])
+        # the softmax itself stays, on x: the two transposes go, and its output takes over y
+        node.replace_input_with(0, x)
+        node.attributes["axis"] = ir.AttrInt64("axis", new_axis)
+        s.shape = last.outputs[0].shape  # x's layout now, not t's (unknown stays unknown)
+        replace_nodes([first, last], [], last.outputs[0], s)
         same = getattr(self, "_same_dims", {})
-        same[replacement.outputs[0]] = same.get(x, x)  # one step to a value inference knows
+        same[s] = same.get(x, x)  # one step to a value inference knows
         return Change(
             f"{node.op_type}(axis={new_axis}) replaces Transpose -> {node.op_type}(axis={axis}) -> Transpose",
             (node_label(first), label, node_label(last)),

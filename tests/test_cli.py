@@ -30,6 +30,17 @@ def test_help_does_not_load_heavy_modules():
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_passes_does_not_load_sympy_until_a_symbolic_dim_is_computed():
+    probe = (
+        "import sys\nfrom optimizer.cli import run\nrun(['passes'])\n"
+        "print('onnx_ir' in sys.modules, 'sympy.core' in sys.modules)\n"
+        "import onnx_ir\nprint(onnx_ir.SymbolicDim('N') * 2 + 1, 'sympy.core' in sys.modules)\n"
+        "from onnx_ir import _symbolic_shapes\nprint(_symbolic_shapes.parse_symbolic_expression('max(N, 2)'))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip().splitlines()[-3:] == ["True False", "2*N + 1 True", "Max(2, N)"]
+
+
 def test_console_script_runs(examples, tmp_path):
     script = Path(sys.executable).parent / "onnx-opt"  # the console script installed beside this python
     result = subprocess.run([str(script), "passes", "--json"], capture_output=True, text=True, timeout=120)
@@ -267,6 +278,7 @@ def test_internal_errors_exit_1_and_debug_shows_the_traceback(cli, examples, tmp
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(optimizer.optimize, "save_model", explode)
+    monkeypatch.setattr(optimizer.optimize, "staged_save", explode)  # the save of a verified run
     code, _, err = cli("optimize", examples / "srnet_opset9.onnx", "-o", tmp_path / "o.onnx")
     assert code == 1
     assert err.strip() == (

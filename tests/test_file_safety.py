@@ -342,6 +342,24 @@ def test_a_copy_for_onnxruntime_when_one_is_needed_goes_on_every_exit_path(tmp_p
     assert list(Path(tempfile.gettempdir()).glob(pattern)) == []
 
 
+def test_a_verified_run_writes_the_model_once_and_onnxruntime_reads_the_staged_output(cli, relu, tmp_path, monkeypatch):
+    read = []
+    real = verify.session_source
+
+    def no_copy(model, options):
+        assert isinstance(model, Path), "the model was written for onnxruntime a second time"
+        read.append(model)
+        return real(model, options)
+
+    monkeypatch.setattr(verify, "session_source", no_copy)
+    out = tmp_path / "o.onnx"
+    code, _, err = cli("optimize", relu, "-o", out)
+    assert code == 0, err
+    assert [path.name for path in read] == [relu.name, out.name]  # the original, then the staged output
+    assert read[1].parent.name.startswith(".onnx-opt-") and staging_left(tmp_path) == []
+    onnx.checker.check_model(str(out))
+
+
 def test_optimize_verifies_an_external_data_model_without_copying_it(cli, tmp_path, monkeypatch):
     source = external(tmp_path)
     monkeypatch.setattr(verify, "save_model", lambda *a, **k: pytest.fail("copied the weights"))

@@ -1,11 +1,16 @@
+from collections import Counter
+
 import numpy as np
 import onnx_ir as ir
 import pytest
+from fuzz_graphs import generate
 from helpers import make_model, op_types
 from onnx import helper
+from onnx_ir.passes.common import RemoveUnusedNodesPass
+from scopes import SCOPES, Pattern, place
 
 from optimizer.errors import UserError
-from optimizer.manager import CHANGED, FAILED, SKIPPED, UNCHANGED, PassManager, order_pipeline
+from optimizer.manager import CHANGED, FAILED, SKIPPED, UNCHANGED, PassManager, nothing_unused, order_pipeline
 from optimizer.passapi import Change, NodePass, Pass, PassContext, PassResult, Requires
 from optimizer.targets import load_target
 from optimizer.testing import registered
@@ -212,3 +217,59 @@ def test_is_sorted_sees_a_subgraph_reading_an_outer_value_defined_after_its_node
     assert not is_sorted(model)
     sort_graphs(model)
     assert is_sorted(model) and [node.name for node in model.graph].index("late") < 3
+
+
+# --- cleanup's test for nothing to remove ----------------------------------------------------------
+
+
+def unused_pattern(kind: str) -> Pattern:
+    """y = Relu(x), with something RemoveUnusedNodesPass removes or edits (or, "none", nothing)."""
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="relu")]
+    if kind == "dead node":
+        nodes.append(helper.make_node("Neg", ["x"], ["dead"], name="dead"))
+    elif kind == "unused optional output":
+        nodes = [helper.make_node("Dropout", ["x"], ["y", "mask"], name="dropout")]
+    elif kind == "trailing empty input":
+        nodes = [helper.make_node("Clip", ["x", "", ""], ["y"], name="clip")]
+    return Pattern(nodes, [2, 3], [2, 3])
+
+
+UNUSED_KINDS = ("dead node", "unused optional output", "trailing empty input")
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("kind", ("none", *UNUSED_KINDS))
+def test_nothing_unused_is_true_exactly_where_the_dead_node_pass_changes_nothing(kind, scope):
+    model = ir.serde.deserialize_model(place(unused_pattern(kind), scope))
+    before = ir.serde.serialize_model(model).SerializeToString()
+    verdict = nothing_unused(model)
+    RemoveUnusedNodesPass()(model)
+    changed = ir.serde.serialize_model(model).SerializeToString() != before
+    assert verdict is (kind == "none") and changed is (kind != "none")
+
+
+def test_nothing_unused_sees_an_unused_initializer():
+    model = ir.serde.deserialize_model(
+        make_model([helper.make_node("Relu", ["x"], ["y"])], [("x", [2])], [("y", [2])],
+                   initializers=[("w", np.ones(2, np.float32))])
+    )
+    assert not nothing_unused(model)
+    RemoveUnusedNodesPass()(model)
+    assert nothing_unused(model) and not model.graph.initializers
+
+
+def test_where_nothing_is_unused_the_dead_node_pass_changes_nothing_on_random_models():
+    """Random models as they are (nothing unused), and with their last output dropped (what made it
+    is then unused, unless another output needs it too)."""
+    seen = Counter()
+    for seed in range(60):
+        model = ir.serde.deserialize_model(generate(seed).model)
+        if seed % 2 and len(model.graph.outputs) > 1:
+            model.graph.outputs.pop()
+        before = ir.serde.serialize_model(model).SerializeToString()
+        verdict = nothing_unused(model)
+        RemoveUnusedNodesPass()(model)
+        changed = ir.serde.serialize_model(model).SerializeToString() != before
+        assert not (verdict and changed), seed
+        seen[verdict, changed] += 1
+    assert seen[True, False] >= 10 and seen[False, True] >= 5, seen  # both kinds are drawn

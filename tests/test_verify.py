@@ -153,6 +153,7 @@ def test_a_pass_that_breaks_numerics_is_found_dropped_and_reported(cli, tmp_path
     import onnx
 
     assert [n.op_type for n in onnx.load(str(out)).graph.node] == ["Relu", "Abs"]  # simplify kept, Sigmoid dropped
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".onnx-opt-")]  # the failed stage went
     assert "dropped" in stdout
     code, _, _ = cli("optimize", source, "-o", out, "--passes", "test-relu-to-sigmoid", "--strict")
     assert code == 1

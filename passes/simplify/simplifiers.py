@@ -182,7 +182,12 @@ def _fold_small_constant_of_shape(node: ir.Node) -> bool | None:
 
 
 class Reference:
-    """What a simplified model must keep from the original, and whether the original was valid."""
+    """What a simplified model must keep from the original, and whether the original was valid.
+
+    The original's validity is read only when a result is invalid (a result the checker and
+    onnxruntime accept passes whatever the original was), so the original must stay unchanged
+    while its reference is in use: the simplifiers work on clones.
+    """
 
     def __init__(self, model: ir.Model) -> None:
         self.inputs = _signature(model.graph.inputs, with_shapes=True)
@@ -191,8 +196,15 @@ class Reference:
         self.empty_inputs = {
             _outputs_key(node): _empty_positions(node) for node in iter_nodes(model) if _empty_positions(node)
         }
-        checker_problem, onnxruntime_problem = validity_problems(model)
-        self.checker_ok, self.onnxruntime_ok = checker_problem is None, onnxruntime_problem is None
+        self._original = model
+        self._original_valid: tuple[bool, bool] | None = None  # (checker accepts it, onnxruntime does)
+
+    def original_valid(self) -> tuple[bool, bool]:
+        """Whether the onnx checker, and whether onnxruntime, accept the original."""
+        if self._original_valid is None:
+            checker_problem, onnxruntime_problem = validity_problems(self._original)
+            self._original_valid = (checker_problem is None, onnxruntime_problem is None)
+        return self._original_valid
 
     def check(self, model: ir.Model, simplifier: str) -> None:
         """Raise :class:`SimplifierError` saying what ``model`` lost or broke."""
@@ -210,7 +222,10 @@ class Reference:
                 where = f"{node.op_type} {node_label(node)!r}"
                 raise SimplifierError(f"{simplifier} dropped an empty optional input of {where}")
         checker_problem, onnxruntime_problem = validity_problems(model)
-        problem = (self.checker_ok and checker_problem) or (self.onnxruntime_ok and onnxruntime_problem)
+        if not (checker_problem or onnxruntime_problem):
+            return
+        checker_ok, onnxruntime_ok = self.original_valid()
+        problem = (checker_ok and checker_problem) or (onnxruntime_ok and onnxruntime_problem)
         if problem:
             raise SimplifierError(f"{simplifier} wrote an invalid model ({problem})")
 

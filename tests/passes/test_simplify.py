@@ -496,3 +496,52 @@ def test_vad_reaches_the_better_of_onnxscript_and_onnxslim_with_every_output_kep
             for name, value in expected.items():
                 assert actual[name].shape == value.shape, (name, feeds["sr"], feeds["input"].shape)
                 np.testing.assert_allclose(actual[name], value, rtol=1e-5, atol=1e-6, err_msg=f"{name} at {feeds}")
+
+
+# --- what a simplified model is held to ------------------------------------------------------------
+
+
+def relu_model(domain: str = "") -> ir.Model:
+    """y = Relu(x); with ``domain``, the op comes from a custom domain no onnxruntime kernel has."""
+    node = helper.make_node("Relu", ["x"], ["y"], name="relu", domain=domain)
+    opsets = [helper.make_opsetid("custom.test", 1)] if domain else []
+    return ir.serde.deserialize_model(make_model([node], [("x", [2])], [("y", [2])], extra_opsets=opsets))
+
+
+def count_validity_reads(monkeypatch) -> list[int]:
+    reads = []
+    real = simplify.simplifiers.validity_problems
+
+    def counted(model):
+        reads.append(id(model))
+        return real(model)
+
+    monkeypatch.setattr(simplify.simplifiers, "validity_problems", counted)
+    return reads
+
+
+def test_a_valid_result_passes_without_reading_the_original(monkeypatch):
+    reads = count_validity_reads(monkeypatch)
+    original, result = relu_model(), relu_model()
+    simplify.Reference(original).check(result, "test")
+    assert reads == [id(result)]
+
+
+def test_an_invalid_result_of_a_valid_original_is_refused(monkeypatch):
+    reads = count_validity_reads(monkeypatch)
+    original, result = relu_model(), relu_model()
+    relu = result.graph.node(0)
+    relu.resize_inputs(2)
+    relu.replace_input_with(1, result.graph.inputs[0])  # Relu takes one input
+    reference = simplify.Reference(original)
+    with pytest.raises(simplify.SimplifierError, match="test wrote an invalid model"):
+        reference.check(result, "test")
+    with pytest.raises(simplify.SimplifierError):
+        reference.check(result, "test")
+    assert reads == [id(result), id(original), id(result)]  # the original's verdict is read once
+
+
+def test_a_result_keeps_a_problem_the_original_had():
+    original, result = relu_model("custom.test"), relu_model("custom.test")
+    assert simplify.Reference(original).original_valid() == (True, False)  # no onnxruntime kernel
+    simplify.Reference(original).check(result, "test")
