@@ -81,13 +81,13 @@ def run(args: list[str]) -> int:
     """Run the CLI on ``args`` and return the exit status (0 ok, 1 internal, 2 bad input, 128 + N for signal N).
 
     SIGTERM and SIGHUP are handled like Ctrl-C while it runs: the running tool's process group is
-    ended, the cleanup on the way out runs, and one line says what happened. sympy is imported
-    only if a verb computes with a symbolic dimension (``optimizer.deferred_imports``).
+    ended, the cleanup on the way out runs, and one line says what happened. Modules the verbs rarely
+    use (sympy, onnx's reference operators) load on first use (``optimizer.deferred_imports``).
     """
-    from optimizer.deferred_imports import defer_sympy
+    from optimizer.deferred_imports import defer_imports
     from optimizer.toolchain.signals import Terminated, terminating_signals
 
-    defer_sympy()
+    defer_imports()
     options = args[: args.index("--")] if "--" in args else args  # what follows '--' is the tool's
     with terminating_signals():
         try:

@@ -98,36 +98,38 @@ def optimize_command(
     allow_approximate: bool,
 ) -> int:
     """Optimise MODEL with the target's pipeline (or --passes), verify it and write it to -o."""
-    from optimizer.optimize import OptimizeOptions, optimize
+    # The collector is off from the imports (a million objects, collected for nothing) until the
+    # summary is out: then the command ends, and main() skips the last collection.
+    with paused_gc():
+        from optimizer.optimize import OptimizeOptions, optimize
 
-    check_folders(report)
-    models = {"the input model": model, "-o": output}
-    check_outputs({"--report": report}, inputs={"--plan": plan_path, "--inputs": inputs}, models=models)
-    options = OptimizeOptions(
-        input=model,
-        output=output,
-        passes=passes,
-        target=target,
-        opset=opset,
-        input_shapes=input_shapes,
-        verify_shapes=verify_shapes,
-        verify=not no_verify,
-        allow_approximate=allow_approximate,
-        inputs=inputs,
-        rtol=rtol,
-        atol=atol,
-        seed=seed,
-        dry_run=dry_run,
-        explain=explain,
-        in_place=in_place,
-        fixed_point=fixed_point,
-        max_rounds=max_rounds,
-        pass_options=pass_settings,
-    )
-    if plan_path is not None:
-        options = _replay(plan_path, model, options)
-    warn_about_plugins()
-    with paused_gc():  # until the summary is out: then the command ends, and main() skips the last collection
+        check_folders(report)
+        models = {"the input model": model, "-o": output}
+        check_outputs({"--report": report}, inputs={"--plan": plan_path, "--inputs": inputs}, models=models)
+        options = OptimizeOptions(
+            input=model,
+            output=output,
+            passes=passes,
+            target=target,
+            opset=opset,
+            input_shapes=input_shapes,
+            verify_shapes=verify_shapes,
+            verify=not no_verify,
+            allow_approximate=allow_approximate,
+            inputs=inputs,
+            rtol=rtol,
+            atol=atol,
+            seed=seed,
+            dry_run=dry_run,
+            explain=explain,
+            in_place=in_place,
+            fixed_point=fixed_point,
+            max_rounds=max_rounds,
+            pass_options=pass_settings,
+        )
+        if plan_path is not None:
+            options = _replay(plan_path, model, options)
+        warn_about_plugins()
         with progress() as say:
             result = optimize(options, say)
         if report is not None:
