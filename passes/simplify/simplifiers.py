@@ -129,9 +129,9 @@ def _rules_for(model: ir.Model) -> Iterator[None]:
 
     Left out are the rules whose pattern has several output nodes (SlicesSplit in 0.7): its
     matcher tries every node of the graph for each candidate, which took 81 s of 85 on a
-    10,000-node graph; they rewrite, they do not fold. So are the rules whose pattern ends in an
-    operator the model does not have: onnxscript tries every rule on every node, which was most
-    of its time on a CNN. A rule the model gets an operator for on the way is in the next run
+    10,000-node graph; they rewrite, they do not fold. So are the rules whose pattern has a node
+    of an operator the model does not have: onnxscript tries every rule on every node, which
+    was most of its time on a CNN. A rule the model gets an operator for on the way is in the next run
     (``simplify`` runs onnxscript again on a model it made smaller). ``optimize_ir`` reads the
     rules from the module when it runs, so they are swapped there for the call.
     """
@@ -150,16 +150,17 @@ def _rules_for(model: ir.Model) -> Iterator[None]:
 
 
 def _may_match(rule: object, present: set[tuple[str, str]]) -> bool:
-    """Whether an onnxscript rewrite rule's pattern ends in one node, of an operator in
-    ``present`` (True when it cannot tell)."""
+    """Whether an onnxscript rewrite rule's pattern ends in one node and every node it must
+    match (those of alternative inputs aside) is of an operator in ``present`` (True when it
+    cannot tell)."""
     pattern = getattr(rule, "_target_pattern", None)
     if getattr(pattern, "has_single_output_node", True) is False:
         return False
     try:
-        identifier = pattern.output_node.op_identifier()
+        identifiers = [pattern.node(index).op_identifier() for index in range(pattern.num_nodes())]
     except Exception:  # another onnxscript's internals: keep the rule
         return True
-    return identifier is None or (_domain(identifier[0]), identifier[1]) in present
+    return all(found is None or (_domain(found[0]), found[1]) in present for found in identifiers)
 
 
 def _domain(domain: str) -> str:
@@ -167,9 +168,17 @@ def _domain(domain: str) -> str:
 
 
 def _infer_shapes(model: ir.Model) -> None:
+    """onnx shape inference on ``model``, unless every value it could type already has its type
+    and a static shape (as onnxsim leaves a static model): then it has nothing to add."""
     from onnx_ir.passes.common import ShapeInferencePass
 
-    ShapeInferencePass(strict_mode=False)(model)
+    if not all(_typed_static(value) for graph in graphs_of(model) for value in graph_values(graph)):
+        ShapeInferencePass(strict_mode=False)(model)
+
+
+def _typed_static(value: ir.Value) -> bool:
+    shape = value.shape
+    return value.type is not None and shape is not None and shape.is_static()
 
 
 def _fold_small_constant_of_shape(node: ir.Node) -> bool | None:

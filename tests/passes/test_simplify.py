@@ -545,3 +545,34 @@ def test_a_result_keeps_a_problem_the_original_had():
     original, result = relu_model("custom.test"), relu_model("custom.test")
     assert simplify.Reference(original).original_valid() == (True, False)  # no onnxruntime kernel
     simplify.Reference(original).check(result, "test")
+
+
+# --- which of onnxscript's rewrite rules are tried ---------------------------------------------------
+
+
+def conv_model(with_pad: bool) -> ir.Model:
+    """y = Conv(x, w), with a zero Pad before it when ``with_pad``."""
+    nodes = [helper.make_node("Conv", ["p" if with_pad else "x", "w"], ["y"], name="conv")]
+    initializers = [("w", np.ones((2, 2, 3, 3), np.float32))]
+    if with_pad:
+        nodes.insert(0, helper.make_node("Pad", ["x", "pads"], ["p"], name="pad"))
+        initializers.append(("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)))
+    shape = [1, 2, 5, 5] if with_pad else [1, 2, 7, 7]
+    return ir.serde.deserialize_model(
+        make_model(nodes, [("x", shape)], [("y", [1, 2, 5, 5])], initializers=initializers)
+    )
+
+
+def tried_rules(model: ir.Model) -> set[str]:
+    from onnxscript import rewriter
+
+    with simplify.simplifiers._rules_for(model):
+        return {getattr(rule, "name", None) for rule in rewriter._DEFAULT_REWRITE_RULES}
+
+
+def test_a_rule_is_tried_only_where_every_node_of_its_pattern_has_its_operator():
+    assert "FuseConvPad" in tried_rules(conv_model(with_pad=True))
+    assert "FuseConvPad" not in tried_rules(conv_model(with_pad=False))  # no Pad: it cannot match
+    assert "NormalizePadFormatConv" in tried_rules(conv_model(with_pad=False))
+    fused = simplify.simplifiers.run_onnxscript(conv_model(with_pad=True))
+    assert [node.op_type for node in fused.graph] == ["Conv"]  # the rule that was kept did its work
