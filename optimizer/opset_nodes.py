@@ -66,7 +66,8 @@ def convert_nodes(
         return False
     taken: set[str] | None = None  # every name of the model, once a node is replaced
     unchanged = [made == [before] for made, before in zip(groups, given.graph.node, strict=False)]
-    kept = [_kept_attributes(made, before) for made, before in zip(groups, given.graph.node, strict=False)]
+    kept = [None if same else _kept_attributes(made, before)
+            for same, made, before in zip(unchanged, groups, given.graph.node, strict=False)]
     for node, form in zip(nodes, form_of, strict=True):
         if unchanged[form]:
             continue
