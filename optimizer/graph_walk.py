@@ -40,6 +40,13 @@ def own_subgraphs(node: ir.Node) -> list[ir.Graph]:
     return found
 
 
+def iter_nodes(model: ir.Model) -> Iterator[ir.Node]:
+    """Every node of the main graph, its subgraphs and every function; safe to edit while walking."""
+    yield from walk(model.graph)
+    for function in model.functions.values():
+        yield from walk(function.graph)
+
+
 def subgraphs_of(graph: ir.Graph) -> Iterator[ir.Graph]:
     """Every subgraph of ``graph``'s nodes, at any depth (each before its own subgraphs)."""
     for node in graph:

@@ -160,7 +160,7 @@ class PassManager:
                 return self._run(model, careful=True)
             if restart is None:
                 snapshot = model.clone()
-                restart = snapshot.clone
+                restart = lambda: snapshot  # noqa: E731 - the careful run is made at most once
             try:
                 return self._run(model, careful=False)
             except _CarefulRun:

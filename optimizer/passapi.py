@@ -10,7 +10,7 @@ with :func:`register_pass`, or point an entry point of the group ``onnx_opt.pass
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -18,7 +18,7 @@ import numpy as np
 import onnx_ir as ir
 
 from optimizer.errors import error_line
-from optimizer.graph_walk import all_graphs, subgraphs_of, walk
+from optimizer.graph_walk import all_graphs, iter_nodes, subgraphs_of, walk
 from optimizer.registry import register_pass
 from optimizer.shape_inference import infer_value_shapes, inference_error, not_static
 from optimizer.targets import Target
@@ -386,13 +386,6 @@ class NodePass(Pass):
     def rewrite(self, node: ir.Node, model: ir.Model, ctx: PassContext) -> Change | Skip | None:
         """Rewrite around ``node``: a Change, a Skip (a candidate left alone), or None."""
         raise NotImplementedError
-
-
-def iter_nodes(model: ir.Model) -> Iterator[ir.Node]:
-    """Every node of the main graph, its subgraphs and every function; safe to edit while walking."""
-    yield from walk(model.graph)
-    for function in model.functions.values():
-        yield from walk(function.graph)
 
 
 def model_opset(model: ir.Model) -> int:

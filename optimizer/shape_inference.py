@@ -17,7 +17,7 @@ import onnx
 import onnx_ir as ir
 
 from optimizer.errors import error_line
-from optimizer.graph_walk import own_subgraphs, walk
+from optimizer.graph_walk import iter_nodes, own_subgraphs, walk
 from optimizer.skeleton import skeleton_proto
 
 Dims = tuple[Any, ...]  # int, or str / None for a dynamic dim
@@ -123,14 +123,17 @@ def _infer_functions(model: ir.Model, shapes: dict[ir.Value, Dims], types: dict[
     """Infer each function body per call site (callers first) and keep what all sites agree on."""
     done: set[ir.OperatorIdentifier] = set()
     pending = dict(model.functions)
+    sites_of: dict[ir.OperatorIdentifier, list[ir.Node]] = {}
+    if pending:
+        for node in iter_nodes(model):
+            sites_of.setdefault(node.op_identifier(), []).append(node)
     while pending:
         ready = [key for key in pending if not _called_from(pending, key)]
         if not ready:  # recursion is not allowed in ONNX; stop rather than loop
             return
         for key in ready:
             function = pending.pop(key)
-            sites = [node for node in _all_nodes(model) if node.op_identifier() == key]
-            results = [_infer_call(model, function, site, shapes, types) for site in sites]
+            results = [_infer_call(model, function, site, shapes, types) for site in sites_of.get(key, [])]
             _keep_agreed(results, shapes, types)
             done.add(key)
 
@@ -143,12 +146,6 @@ def _called_from(pending: dict[ir.OperatorIdentifier, ir.Function], key: ir.Oper
         if other != key
         for node in walk(function.graph)
     )
-
-
-def _all_nodes(model: ir.Model) -> Iterator[ir.Node]:
-    yield from walk(model.graph)
-    for function in model.functions.values():
-        yield from walk(function.graph)
 
 
 def _infer_call(

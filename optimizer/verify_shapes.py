@@ -20,7 +20,7 @@ import onnx_ir as ir
 
 from optimizer.errors import UserError
 from optimizer.ort_session import native_reason
-from optimizer.passapi import const_ints
+from optimizer.passapi import const_ints, iter_nodes
 from optimizer.shape_inference import infer_value_shapes
 from optimizer.shapes import check_shape
 from optimizer.verify import check_input_memory, declared_inputs, input_specs, onnxruntime_runner, random_inputs
@@ -204,7 +204,7 @@ def _aligned(template: list[Any], shape: list[int]) -> Sizes:
 def _constant_shapes(model: ir.Model) -> list[tuple[str, list[int]]]:
     """The constant shape (or repeats) inputs of Reshape, Expand, ConstantOfShape and Tile nodes."""
     found = []
-    for node in _all_nodes(model):
+    for node in iter_nodes(model):
         index = _SHAPE_INPUTS.get(node.op_type)
         if node.domain == "" and index is not None and index < len(node.inputs):
             values = const_ints(node.inputs[index])
@@ -218,7 +218,7 @@ def _reshape_residuals(model: ir.Model, templates: dict[str, list[Any]]) -> Iter
     dims must multiply to (or to a multiple of, with a -1), with those past the first (else all)."""
     keys = {dim for template in templates.values() for dim in template if isinstance(dim, str)}
     shapes = infer_value_shapes(model)
-    for node in _all_nodes(model):
+    for node in iter_nodes(model):
         if node.op_type != "Reshape" or node.domain != "" or len(node.inputs) < 2:
             continue
         target = const_ints(node.inputs[1])
@@ -235,9 +235,3 @@ def _reshape_residuals(model: ir.Model, templates: dict[str, list[Any]]) -> Iter
             yield trailing or symbols, needed // math.gcd(needed, static)
         elif static and needed % static == 0:
             yield trailing or symbols, needed // static
-
-
-def _all_nodes(model: ir.Model) -> Iterator[ir.Node]:
-    yield from model.graph.all_nodes()
-    for function in model.functions.values():
-        yield from function.all_nodes()

@@ -296,13 +296,6 @@ def _fused_with_batch_norm(node: ir.Node) -> bool:
     )
 
 
-def _is_weight(value: ir.Value) -> bool:
-    tensor = value.const_value
-    return tensor is not None and not value.is_graph_input() and not value.is_graph_output() and (
-        tensor.nbytes >= 1024 or isinstance(tensor, ir.ExternalTensor)
-    )
-
-
 def move_to_inputs(graph: ir.Graph, names: list[str]) -> None:
     """Turn the named initializers of ``graph`` into typed graph inputs without data."""
     for name in names:
