@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from optimizer.graph_walk import iter_nodes
 from optimizer.ort_session import native_reason
 from optimizer.passapi import all_graphs, const_tensor, names_in, unique_name
 from optimizer.verify import OutputCheck, compare_outputs, run_onnxruntime
@@ -156,7 +157,8 @@ class BranchChecker:
         atol: float | None = None,
         cap: int = MAX_IFS,
     ) -> None:
-        self.original = original.clone()
+        # forcing a side edits the model: a copy, needed only when there is an If to force
+        self.original = original.clone() if any(_is_if(node) for node in iter_nodes(original)) else original
         self.feeds = [feeds] if isinstance(feeds, dict) else list(feeds)
         self.rtol, self.atol, self.cap = rtol, atol, cap
         self.sites = [site for site in _if_sites(self.original) if _constant_condition(site.node) is None]
@@ -256,6 +258,10 @@ def check_branches(
 _SIDES = ((THEN, True), (ELSE, False))
 
 
+def _is_if(node: ir.Node) -> bool:
+    return node.op_type == "If" and node.domain == ""
+
+
 def _if_sites(model: ir.Model) -> list[_Site]:
     sites: list[_Site] = []
     _collect(list(model.graph), (MAIN_GRAPH,), MAIN_GRAPH, [], sites)
@@ -270,7 +276,7 @@ def _collect(
 ) -> None:
     ifs = 0
     for node, label in zip(nodes, _labels(nodes), strict=True):
-        if node.op_type == "If" and node.domain == "":
+        if _is_if(node):
             sites.append(_Site((*key, label), node, enclosing, ifs, scope))
             ifs += 1
         for attr in node.attributes.values():

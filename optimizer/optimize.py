@@ -145,7 +145,8 @@ def _optimize(options: OptimizeOptions, progress: Callable[[str], None] | None, 
     say("loading model")
     original, skeleton = load_model_and_skeleton(options.input)
     nodes_before, external, opset_before = count_nodes(original), has_external_data(original), model_opset(original)
-    start = original.clone() if options.verify else original  # verification compares with the original
+    # verification compares with the original as loaded: the run works on copies of it
+    start = original.clone() if options.verify and options.input_shapes else original
     notes: list[str] = stale + edited
     fixed = fix_input_shapes(start, options.input_shapes)
     if fixed:
@@ -158,7 +159,9 @@ def _optimize(options: OptimizeOptions, progress: Callable[[str], None] | None, 
     if options.verify:  # before any work: inputs it cannot make are bad input
         say("running the original with onnxruntime")
         feeds = choose_feeds(start, options.inputs, options.verify_shapes, options.seed)
-        pending = pool.submit(Verifier, original, feeds, reference=options.input, rtol=options.rtol, atol=options.atol)
+        # it runs while this thread goes on with the passes: a core is left to them
+        pending = pool.submit(Verifier, original, feeds, reference=options.input, rtol=options.rtol, atol=options.atol,
+                              threads=spare_cores())
         lap("verify")
 
     final_opset = options.opset or opset_before
@@ -242,6 +245,12 @@ def _optimize(options: OptimizeOptions, progress: Callable[[str], None] | None, 
         options=manager.options(),
         expected_differences=expected if checked is not None and not checked.ok else [],
     )
+
+
+def spare_cores() -> int:
+    """The cores this process may use, but one (at least one)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores - 1)
 
 
 def _add_downgrade_passes(

@@ -110,7 +110,8 @@ class Verifier:
     """Runs the original once per input set, then checks any candidate against it.
 
     ``reference`` is the original model (in memory, or its file, which onnxruntime then reads
-    where it lies); ``original`` its in-memory form, for the forced branch runs.
+    where it lies); ``original`` its in-memory form, for the forced branch runs; ``threads``
+    the intra-op threads of the original's session (onnxruntime's default: one per core).
     """
 
     def __init__(
@@ -121,11 +122,12 @@ class Verifier:
         reference: ir.Model | Path | None = None,
         rtol: float | None = None,
         atol: float | None = None,
+        threads: int | None = None,
     ) -> None:
         self.feeds, self.rtol, self.atol = feeds, rtol, atol
         source = original if reference is None else reference
         try:
-            with onnxruntime_runner(source) as run:  # one session for every input set
+            with onnxruntime_runner(source, threads) as run:  # one session for every input set
                 self.expected = [run(feed) for feed in feeds.sets]
         except Exception as exc:
             where = f"{reference}: " if isinstance(reference, Path) else ""

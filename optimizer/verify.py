@@ -237,12 +237,17 @@ def run_onnxruntime(model: ir.Model | Path, feeds: dict[str, np.ndarray]) -> dic
 
 
 @contextlib.contextmanager
-def onnxruntime_runner(model: ir.Model | Path) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
+def onnxruntime_runner(
+    model: ir.Model | Path, threads: int | None = None
+) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
     """One onnxruntime CPU session on ``model``, as a function from feeds to outputs by name
-    (as :func:`run_onnxruntime` returns them), to run it on several inputs."""
+    (as :func:`run_onnxruntime` returns them), to run it on several inputs; ``threads``: its
+    intra-op threads (default: onnxruntime's, one per core)."""
     from optimizer.ort_session import cpu_session, onnxruntime, session_options
 
     options = session_options(graph_optimization_level=onnxruntime().GraphOptimizationLevel.ORT_DISABLE_ALL)
+    if threads is not None:
+        options.intra_op_num_threads = threads
     with session_source(model, options) as source:
         session = cpu_session(source, options)
         yield lambda feeds: _run(session, feeds)

@@ -130,3 +130,25 @@ def test_a_rewrite_in_a_branch_the_inputs_never_take_is_caught_and_dropped(cli, 
     written = ir.load(out)
     [node] = [n for n in written.graph if n.op_type == "If"]
     assert [n.op_type for n in node.attributes["then_branch"].as_graph()] == ["Relu"]
+
+
+def test_the_original_runs_beside_the_passes_on_all_cores_but_one(cli, examples, tmp_path, monkeypatch):
+    """The original's session runs in a thread while the passes go on: it leaves them a core; the
+    optimised model's session, which nothing else waits beside, has onnxruntime's default."""
+    import os
+    import threading
+
+    from optimizer import ort_session
+    from optimizer.optimize import spare_cores
+
+    made, real = [], ort_session.cpu_session
+
+    def recording(source, options):
+        made.append((threading.current_thread() is threading.main_thread(), options.intra_op_num_threads))
+        return real(source, options)
+
+    monkeypatch.setattr(ort_session, "cpu_session", recording)
+    code, _, err = cli("optimize", examples / "skunit_opset11.onnx", "-o", tmp_path / "o.onnx", "-q")
+    assert code == 0, err
+    assert made == [(False, spare_cores()), (True, 0)]
+    assert spare_cores() == max(1, len(os.sched_getaffinity(0)) - 1)

@@ -259,3 +259,18 @@ def test_a_rewritten_model_at_another_opset_with_more_nodes_still_matches():
         ir.serde.deserialize_model(proto), ir.serde.deserialize_model(upgraded), {"x": X, "c": np.array(True)}
     )
     assert [side.status for side in sides(result, "sr_check").values()] == [MATCHED, DIFFERS]
+
+
+def test_a_model_without_an_if_is_not_copied_and_one_with_ifs_is_left_as_it_was():
+    from optimizer.branches import BranchChecker
+
+    plain = make_model([helper.make_node("Relu", ["x"], ["y"], name="r")], [("x", [2, 3])], [("y", [2, 3])])
+    model = ir.serde.deserialize_model(plain)
+    checker = BranchChecker(model, {"x": X})
+    assert checker.original is model and checker.sites == []
+    proto = make_model([if_node("sr_check", "c", "y", "m")], [("x", [2, 3]), COND], [("y", [2, 3])])
+    original = ir.serde.deserialize_model(proto)
+    checker = BranchChecker(original, {"x": X, "c": np.array(True)})
+    assert checker.original is not original
+    checker.check(broken(proto, "m_else_relu1"))
+    assert ir.serde.serialize_model(original) == proto

@@ -29,6 +29,7 @@ from optimizer.cli.profile_cmd import profile_command
 from optimizer.cli.tune_cmd import tune_command
 from optimizer.cli.whitelist_cmd import whitelist_command
 from optimizer.errors import UserError, error_line
+from optimizer.gc_pause import end_with_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -60,12 +61,14 @@ def main(argv: list[str] | None = None) -> None:
     The process ends right after, without the interpreter's teardown: the exit handlers run
     and the output streams are flushed, then the process exits, sparing the interpreter the
     freeing of every module and object one by one (0.15-0.2 s once onnxruntime, onnx-ir and
-    onnxscript are loaded, for nothing). When a thread of the command is still running, the
+    onnxscript are loaded, for nothing); a command that paused the garbage collector leaves it
+    off (:func:`optimizer.gc_pause.paused_gc`). When a thread of the command is still running, the
     interpreter ends as usual and waits for it; what the command built is then frozen out of the
     garbage collector's sight, which spares a last collection over it (a second or so on a
     graph of 100k nodes).
     """
     args = sys.argv[1:] if argv is None else argv
+    end_with_command()
     status = run(args)
     gc.freeze()
     if threading.active_count() > 1:

@@ -99,8 +99,8 @@ def optimize_command(
 ) -> int:
     """Optimise MODEL with the target's pipeline (or --passes), verify it and write it to -o."""
     # The collector is off from the imports (a million objects, collected for nothing) until the
-    # summary is out: then the command ends, and main() skips the last collection.
-    with paused_gc():
+    # summary is out, and after it when the process ends with the command.
+    with paused_gc(for_the_command=True):
         from optimizer.optimize import OptimizeOptions, optimize
 
         check_folders(report)
