@@ -1,6 +1,7 @@
 """What onnx-opt costs over reading and writing the model: time and peak memory of whole commands,
 each in a fresh process, as ratios to the I/O floor (``onnx.load`` + ``onnx.save``) measured in
-the same run, interleaved, median of ``--repeats``.
+the same run, interleaved: each round runs every tool once; the median of ``--repeats`` rounds,
+and the ratios round by round (median and range), with onnx-opt's default pipeline against onnxsim.
 
     .venv/bin/python benchmarks/bench_overhead.py [--repeats 3] [--models sk,sr9,sr11,g1k,g10k,g100k] [--big]
 
@@ -157,7 +158,7 @@ def main() -> None:
         return
     names = args.models.split(",") + (["big"] if args.big else [])
     compile_sources()
-    rows = []
+    rows, pairs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for name in names:
@@ -173,16 +174,26 @@ def main() -> None:
                     runs[tool].append(measure(command))
                     for leftover in folder.glob(f"{name}.out.onnx*"):
                         leftover.unlink()
-            floor_s = statistics.median(s for s, _ in runs["floor"])
             floor_mb = statistics.median(m for _, m in runs["floor"])
             for tool, samples in runs.items():
                 seconds = statistics.median(s for s, _ in samples)
                 megabytes = statistics.median(m for _, m in samples)
-                rows.append([name, tool, f"{seconds:.2f}", f"{seconds / floor_s:.2f}", f"{megabytes:.0f}",
-                             f"{megabytes / floor_mb:.2f}"])
-                print(f"{name} {tool}: {seconds:.2f} s ({seconds / floor_s:.2f}x), {megabytes:.0f} MB "
+                ratio = paired_ratio(samples, runs["floor"])
+                rows.append([name, tool, f"{seconds:.2f}", ratio, f"{megabytes:.0f}", f"{megabytes / floor_mb:.2f}"])
+                print(f"{name} {tool}: {seconds:.2f} s ({ratio}), {megabytes:.0f} MB "
                       f"({megabytes / floor_mb:.2f}x)", file=sys.stderr)
-    print(markdown_table(["model", "tool", "s", "time / floor", "peak MB", "memory / floor"], rows))
+            if "onnx-opt default" in runs and "onnxsim" in runs:
+                pairs.append(f"{name}: {paired_ratio(runs['onnx-opt default'], runs['onnxsim'])}")
+    print(markdown_table(["model", "tool", "s", "time / floor (range)", "peak MB", "memory / floor"], rows))
+    if pairs:
+        print(f"\nonnx-opt default / onnxsim, round by round: {'; '.join(pairs)}")
+
+
+def paired_ratio(samples: list[tuple[float, float]], baseline: list[tuple[float, float]]) -> str:
+    """The median, and the range, of the time ratios of two tools' runs round by round (each round
+    runs every tool once, so a drift of the machine's speed moves both sides)."""
+    ratios = [seconds / base for (seconds, _), (base, _) in zip(samples, baseline, strict=True)]
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 if __name__ == "__main__":
