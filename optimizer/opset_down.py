@@ -16,7 +16,6 @@ from collections.abc import Iterator
 import numpy as np
 import onnx
 import onnx_ir as ir
-from onnx.reference import ReferenceEvaluator
 
 from optimizer import opset_adapters, opset_decompose
 from optimizer.graph_walk import walk
@@ -126,6 +125,8 @@ def _evaluate(value: ir.Value, opset: int, rw: Rewriter) -> np.ndarray | None:
         initializer=initializers,
     )
     proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
+    from onnx.reference import ReferenceEvaluator  # 24 ms of imports, needed only to fold
+
     try:
         (result,) = ReferenceEvaluator(proto).run(None, {})
     except Exception:  # not foldable after all: the adapter reports the input as computed at run time
